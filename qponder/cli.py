@@ -1,0 +1,374 @@
+"""The ``qponder`` command line: one sub-command per pipeline stage.
+
+This module only parses arguments and dispatches to one library function per command;
+heavy libraries are imported inside the handlers so that ``qponder --help`` stays fast.
+Each ``_add_*`` function defines one command and its handler (``set_defaults(func=...)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from qponder import __version__
+
+
+class CLIError(Exception):
+    """An error to report to the user as one line, with exit status 2."""
+
+
+def _add_common_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML recipe: a file or a shipped name (tiny-demo, ...)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe key, e.g. --set grpo.num_generations=8 (repeatable)",
+    )
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="inspect, convert and synthesise IQA datasets")
+    dsub = p.add_subparsers(dest="data_cmd", required=True, metavar="{inspect,convert,synth}")
+
+    q = dsub.add_parser("inspect", help="summarise a dataset: counts, MOS range, bad images")
+    q.add_argument("dataset", help="NAME:PATH, e.g. koniq:/data/koniq10k or generic:labels.csv")
+    q.add_argument("--images", help="image folder, when it is not where the adapter looks")
+    q.add_argument("--split", help="train|val|test (default: all)")
+    q.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    q.add_argument("--plot", metavar="FILE.png", help="write a MOS histogram")
+    q.add_argument("--no-check-images", action="store_true", help="skip decoding every image")
+    q.set_defaults(func=_cmd_data_inspect)
+
+    c = dsub.add_parser("convert", help="write any dataset as the generic JSONL")
+    c.add_argument("dataset", help="NAME:PATH")
+    c.add_argument("--out", required=True, help="output .jsonl")
+    c.add_argument("--images", help="image folder, when it is not where the adapter looks")
+    c.add_argument("--split", help="train|val|test (default: all)")
+    c.set_defaults(func=_cmd_data_convert)
+
+    s = dsub.add_parser("synth", help="generate the synthetic distortion dataset (no download)")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--n", type=int, default=1000, help="number of images (default 1000)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--size", type=int, default=None, help="image side in pixels")
+    s.set_defaults(func=_cmd_data_synth)
+
+
+def _cmd_data_inspect(args: argparse.Namespace) -> int:
+    from qponder.data.inspect import inspect_dataset
+
+    report = inspect_dataset(
+        args.dataset,
+        images=args.images,
+        split=args.split,
+        check_images=not args.no_check_images,
+        plot=args.plot,
+    )
+    if args.json:
+        print(json.dumps(report))
+    else:
+        from qponder.data.inspect import format_report
+
+        print(format_report(report))
+    return 0
+
+
+def _cmd_data_convert(args: argparse.Namespace) -> int:
+    from qponder.data.convert import convert_dataset
+
+    n = convert_dataset(args.dataset, args.out, images=args.images, split=args.split)
+    print(f"wrote {n} samples to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_data_synth(args: argparse.Namespace) -> int:
+    from qponder.data.synthetic import make_synthetic_dataset
+
+    kwargs = {"size": args.size} if args.size else {}
+    labels = make_synthetic_dataset(args.out, n=args.n, seed=args.seed, **kwargs)
+    print(f"wrote {labels}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- model
+
+
+def _add_model(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("model", help="model utilities")
+    msub = p.add_subparsers(dest="model_cmd", required=True, metavar="{tiny}")
+    t = msub.add_parser("tiny", help="build the tiny offline Qwen2.5-VL (random weights)")
+    t.add_argument("--out", required=True, help="output folder (a standard checkpoint)")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=_cmd_model_tiny)
+
+
+def _cmd_model_tiny(args: argparse.Namespace) -> int:
+    from qponder.models.tiny import build_tiny_model
+
+    path = build_tiny_model(args.out, seed=args.seed)
+    print(f"wrote tiny model to {path}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- distill
+
+
+def _add_distill(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("distill", help="stage 1: distil cold-start reasoning from a teacher")
+    _add_common_run_args(p)
+    p.add_argument("--dataset", required=True, help="NAME:PATH of the training images")
+    p.add_argument("--split", default="train", help="dataset split (default train)")
+    p.add_argument("--teacher", choices=["openai", "hf", "synthetic"])
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://host:8000/v1")
+    p.add_argument("--model", help="served model name (openai) or model path (hf)")
+    p.add_argument("--out", required=True, help="kept records (.jsonl); rejects go beside it")
+    p.add_argument("--concurrency", type=int)
+    p.add_argument("--timeout", type=float, help="seconds per request")
+    p.add_argument("--tolerance", type=float, help="keep when |score - MOS| <= T (default 0.5)")
+    p.add_argument("--samples", type=int, help="blind mode: best of K samples")
+    p.add_argument("--mode", choices=["blind", "guided"])
+    p.add_argument("--limit", type=int, help="process at most N images")
+    p.set_defaults(func=_cmd_distill)
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from qponder.config import load_recipe
+    from qponder.distill import run_distillation
+
+    recipe = load_recipe(args.config, args.overrides)
+    for key in ("teacher", "base_url", "model", "concurrency", "timeout", "tolerance", "samples", "mode"):
+        value = getattr(args, key)
+        if value is not None:
+            setattr(recipe.distill, key, value)
+    report = run_distillation(
+        recipe, dataset=args.dataset, split=args.split, out=args.out, limit=args.limit
+    )
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _add_sft(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sft", help="stage 1b: supervised fine-tuning on cold-start data (Q-Ponder-CI)")
+    _add_common_run_args(p)
+    p.add_argument("--data", required=True, help="cold-start JSONL from qponder distill")
+    p.add_argument("--model", help="student model path or hub name")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--no-cot", action="store_true", help="train on the answer alone (ablation)")
+    p.set_defaults(func=_cmd_sft)
+
+
+def _cmd_sft(args: argparse.Namespace) -> int:
+    from qponder.config import load_recipe
+    from qponder.train.sft import run
+
+    recipe = load_recipe(args.config, args.overrides)
+    if args.model:
+        recipe.model.path = args.model
+    if args.no_cot:
+        recipe.sft.no_cot = True
+    final = run(recipe, data=args.data, out=args.out, max_steps=args.max_steps)
+    print(f"final checkpoint: {final}", file=sys.stderr)
+    return 0
+
+
+def _add_grpo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("grpo", help="stage 2: GRPO with score + consistency rewards (Q-Ponder)")
+    _add_common_run_args(p)
+    p.add_argument("--dataset", required=True, help="NAME:PATH of the training images")
+    p.add_argument("--split", default="train")
+    p.add_argument("--model", help="initial policy (usually the SFT run's final/)")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--max-steps", type=int)
+    p.set_defaults(func=_cmd_grpo)
+
+
+def _cmd_grpo(args: argparse.Namespace) -> int:
+    from qponder.config import load_recipe
+    from qponder.train.grpo import run
+
+    recipe = load_recipe(args.config, args.overrides)
+    if args.model:
+        recipe.model.path = args.model
+    final = run(recipe, dataset=args.dataset, split=args.split, out=args.out, max_steps=args.max_steps)
+    print(f"final checkpoint: {final}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- eval / score
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate on IQA benchmarks (SRCC/PLCC); `qponder eval compare A B` compares runs",
+    )
+    _add_common_run_args(p)
+    p.add_argument("--model", required=True, help="checkpoint, or served name for --backend openai")
+    p.add_argument("--dataset", action="append", required=True, help="NAME:PATH (repeatable)")
+    p.add_argument("--split", default=None, help="split to evaluate (default: test where one exists)")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--limit", type=int, help="at most N images per dataset")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--samples", type=int, help="k sampled answers per image (mean, std)")
+    p.add_argument("--backend", choices=["hf", "vllm", "openai"])
+    p.add_argument("--base-url", help="endpoint for --backend openai")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.set_defaults(func=_cmd_eval)
+
+
+def build_compare_parser() -> argparse.ArgumentParser:
+    """Parser of ``qponder eval compare RUN_A RUN_B``."""
+    p = argparse.ArgumentParser(
+        prog="qponder eval compare",
+        description="Per-dataset metric differences between two eval runs, with 95% CIs.",
+    )
+    p.add_argument("run_a")
+    p.add_argument("run_b")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_eval_compare, command="eval compare", verbose=False)
+    return p
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from qponder.config import load_recipe
+    from qponder.evaluation.runner import run_eval
+
+    recipe = load_recipe(args.config, args.overrides)
+    cfg = recipe.eval
+    cfg.datasets = list(args.dataset)
+    if args.split is not None:
+        cfg.split = args.split
+    for key in ("limit", "batch_size", "samples", "backend"):
+        value = getattr(args, key)
+        if value is not None:
+            setattr(cfg, key, value)
+    summary = run_eval(
+        args.model, cfg, out=args.out, model_config=recipe.model, resume=args.resume,
+        base_url=args.base_url,
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_eval_compare(args: argparse.Namespace) -> int:
+    from qponder.evaluation.compare import compare_runs, format_comparison
+
+    result = compare_runs(args.run_a, args.run_b)
+    print(json.dumps(result, indent=2) if args.json else format_comparison(result))
+    return 0
+
+
+def _add_score(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="score images, folders or globs with explanations")
+    _add_common_run_args(p)
+    p.add_argument("paths", nargs="+", help="image files, folders (recursive) or globs")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True, help="FILE.jsonl or FILE.csv")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--samples", type=int, help="k sampled answers per image (mean, std)")
+    p.add_argument("--backend", choices=["hf", "vllm", "openai"])
+    p.add_argument("--base-url", help="endpoint for --backend openai")
+    p.add_argument("--resume", action="store_true", help="skip files already in --out")
+    p.set_defaults(func=_cmd_score)
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from qponder.config import load_recipe
+    from qponder.inference import score_paths
+
+    recipe = load_recipe(args.config, args.overrides)
+    cfg = recipe.eval
+    for key in ("batch_size", "samples", "backend"):
+        value = getattr(args, key)
+        if value is not None:
+            setattr(cfg, key, value)
+    stats = score_paths(
+        args.paths, args.model, args.out, cfg, model_config=recipe.model, resume=args.resume,
+        base_url=args.base_url,
+    )
+    print(json.dumps(stats), file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- demo / env
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the whole pipeline on a tiny offline model, CPU only")
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--quick", action="store_true", help="a shorter run (about a minute)")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from qponder.demo import run_demo
+
+    summary = run_demo(args.out, quick=args.quick)
+    print(json.dumps(summary["stages"], indent=2))
+    return 0
+
+
+def _add_env(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("env", help="print versions, device and git commit as JSON")
+    p.set_defaults(func=_cmd_env)
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    from qponder.config import environment_info
+
+    print(json.dumps(environment_info(), indent=2))
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the top-level argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="qponder",
+        description="Train, evaluate and serve MLLMs that reason about image quality, then score it.",
+    )
+    parser.add_argument("--version", action="version", version=f"qponder {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_data, _add_model, _add_distill, _add_sft, _add_grpo, _add_eval, _add_score, _add_demo, _add_env):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["eval", "compare"]:
+        args = build_compare_parser().parse_args(argv[2:])
+    else:
+        args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from qponder.errors import QponderError
+
+    try:
+        return int(args.func(args) or 0)
+    except (QponderError, CLIError) as exc:
+        print(f"qponder {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""qponder.train"""
