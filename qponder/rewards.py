@@ -1,0 +1,483 @@
+"""GRPO rewards (DESIGN §4): format, score accuracy, reasoning consistency, ranking.
+
+Each reward is a function with the signature TRL's ``GRPOTrainer`` calls,
+``f(completions, **columns) -> list[float | None]``: one value per completion; dataset
+columns such as ``mos`` and ``id`` arrive as keyword lists aligned with ``completions``.
+A completion whose score cannot be parsed gets 0.0 from every score-based reward; ``None``
+(TRL: skip this reward for that sample) is used only where a reward is undefined, e.g. a
+ranking with no other image in the batch.
+
+The paper does not publish its reward formulas: the Gaussian score reward and the
+judge-based consistency reward are our reading of "jointly optimise scoring accuracy and
+reasoning consistency" (see the README).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from qponder.parsing import (
+    completion_text,
+    is_well_formed,
+    parse_completion,
+    parse_score,
+    strip_answer,
+)
+
+logger = logging.getLogger(__name__)
+
+RewardFunc = Callable[..., list[float | None]]
+
+
+# --------------------------------------------------------------------------- format
+
+
+def format_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
+    """1.0 when a completion has one ``<think>`` block, then one ``<answer>`` with a valid
+    score in [1, 5]; else 0.0. Deliberately no stricter (no exact new-lines).
+
+    Example:
+        >>> format_reward(["<think>sharp</think><answer>4</answer>", "<answer>4</answer>"])
+        [1.0, 0.0]
+    """
+    return [1.0 if is_well_formed(c) else 0.0 for c in completions]
+
+
+# --------------------------------------------------------------------------- score accuracy
+
+
+def gaussian_score(score: float, target: float, sigma: float) -> float:
+    """``exp(-(score - target)^2 / (2 sigma^2))``."""
+    return math.exp(-((score - target) ** 2) / (2.0 * sigma**2))
+
+
+def laplace_score(score: float, target: float, b: float) -> float:
+    """``exp(-|score - target| / b)``."""
+    return math.exp(-abs(score - target) / b)
+
+
+def threshold_score(score: float, target: float, eps: float) -> float:
+    """Q-Insight's reward ``1[|score - target| < eps]``."""
+    return 1.0 if abs(score - target) < eps else 0.0
+
+
+def _accuracy(kind: str, sigma: float, b: float, eps: float) -> Callable[[float, float], float]:
+    if kind == "gaussian":
+        if sigma <= 0:
+            raise ValueError("score reward: sigma must be > 0")
+        return lambda s, t: gaussian_score(s, t, sigma)
+    if kind == "laplace":
+        if b <= 0:
+            raise ValueError("score reward: b must be > 0")
+        return lambda s, t: laplace_score(s, t, b)
+    if kind == "threshold":
+        if eps <= 0:
+            raise ValueError("score reward: eps must be > 0")
+        return lambda s, t: threshold_score(s, t, eps)
+    raise ValueError(f"score reward: unknown kind {kind!r}; use gaussian, laplace or threshold")
+
+
+def score_reward(
+    completions: Sequence[Any],
+    mos: Sequence[float],
+    kind: str = "gaussian",
+    sigma: float = 0.5,
+    b: float = 0.5,
+    eps: float = 0.35,
+    **kwargs: Any,
+) -> list[float]:
+    """Score accuracy against the human MOS (on [1, 5]); 0.0 for an unparsable answer.
+
+    Args:
+        completions: Model completions.
+        mos: The MOS of each completion's image.
+        kind: ``"gaussian"`` (default), ``"laplace"`` or ``"threshold"``.
+        sigma: Width of the Gaussian.
+        b: Scale of the Laplace kernel.
+        eps: Tolerance of the threshold reward (Q-Insight uses 0.35).
+
+    Example:
+        >>> score_reward(["<answer>3.5</answer>", "<answer>x</answer>"], mos=[3.5, 3.5])
+        [1.0, 0.0]
+        >>> score_reward(["<answer>4.0</answer>"], mos=[3.5], kind="threshold")
+        [0.0]
+    """
+    if len(mos) != len(completions):
+        raise ValueError(f"score reward: {len(completions)} completions but {len(mos)} mos values")
+    accuracy = _accuracy(kind, sigma, b, eps)
+    out = []
+    for completion, target in zip(completions, mos, strict=True):
+        s = parse_score(completion)
+        out.append(0.0 if s is None else accuracy(s, float(target)))
+    return out
+
+
+def get_score_reward(
+    kind: str = "gaussian", sigma: float = 0.5, b: float = 0.5, eps: float = 0.35
+) -> RewardFunc:
+    """Return :func:`score_reward` with its parameters bound, named ``score`` for logging."""
+    _accuracy(kind, sigma, b, eps)  # validate now, not at the first training step
+
+    def score(completions: Sequence[Any], mos: Sequence[float], **kwargs: Any) -> list[float]:
+        return score_reward(completions, mos, kind=kind, sigma=sigma, b=b, eps=eps)
+
+    return score
+
+
+# --------------------------------------------------------------------------- consistency
+
+
+@dataclass
+class JudgeStats:
+    """Cumulative cost of a judge: calls, texts read and seconds spent."""
+
+    calls: int = 0
+    texts: int = 0
+    seconds: float = 0.0
+
+    @property
+    def seconds_per_text(self) -> float:
+        return self.seconds / self.texts if self.texts else float("nan")
+
+
+class Judge:
+    """Reads reasoning alone and states the score it implies (subclasses implement
+    :meth:`_implied_scores`)."""
+
+    def __init__(self) -> None:
+        self.stats = JudgeStats()
+
+    def implied_scores(self, reasonings: Sequence[str]) -> list[float | None]:
+        """Return, for each reasoning text (answer removed), the score it implies on [1, 5],
+        or ``None`` where the judge could not say."""
+        start = time.perf_counter()
+        scores = self._implied_scores(list(reasonings))
+        self.stats.calls += 1
+        self.stats.texts += len(reasonings)
+        self.stats.seconds += time.perf_counter() - start
+        return scores
+
+    def _implied_scores(self, reasonings: list[str]) -> list[float | None]:  # pragma: no cover
+        raise NotImplementedError
+
+
+def consistency_values(
+    scores: Sequence[float | None], implied: Sequence[float | None], sigma: float
+) -> list[float]:
+    """``exp(-(s - s_judge)^2 / (2 sigma^2))``; 0.0 where either score is missing.
+
+    Example:
+        >>> consistency_values([3.0, None, 4.0], [3.0, 2.0, None], sigma=0.5)
+        [1.0, 0.0, 0.0]
+    """
+    return [
+        0.0 if s is None or j is None else gaussian_score(s, j, sigma)
+        for s, j in zip(scores, implied, strict=True)
+    ]
+
+
+class ConsistencyReward:
+    """Reasoning-consistency reward: the answer must agree with what the reasoning says.
+
+    A frozen judge reads each completion's reasoning with the answer removed (and without
+    the image) and gives the score it implies, ``s_judge``; the reward is
+    ``exp(-(s - s_judge)^2 / (2 sigma^2))``, 0.0 when the answer does not parse.
+
+    Args:
+        judge: The :class:`Judge`.
+        sigma: Width of the Gaussian, on the [1, 5] scale.
+
+    Attributes:
+        last_gap: Mean |answer - judge| of the last call (for logging).
+    """
+
+    def __init__(self, judge: Judge, sigma: float = 0.5) -> None:
+        if sigma <= 0:
+            raise ValueError("consistency reward: sigma must be > 0")
+        self.judge = judge
+        self.sigma = sigma
+        self.last_gap: float | None = None
+        self.__name__ = "consistency"  # TRL names the reward's log entries after this
+
+    def __call__(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
+        parsed = [parse_completion(c) for c in completions]
+        todo = [i for i, p in enumerate(parsed) if p.ok]
+        implied: list[float | None] = [None] * len(parsed)
+        if todo:
+            texts = [strip_answer(completion_text(completions[i])) for i in todo]
+            for i, value in zip(todo, self.judge.implied_scores(texts), strict=True):
+                implied[i] = value
+        scores = [p.score for p in parsed]
+        gaps = [
+            abs(s - j)
+            for s, j in zip(scores, implied, strict=True)
+            if s is not None and j is not None
+        ]
+        self.last_gap = sum(gaps) / len(gaps) if gaps else None
+        return consistency_values(scores, implied, self.sigma)
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def _normal_cdf(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def _mean_var(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+
+
+def ranking_reward(
+    completions: Sequence[Any],
+    mos: Sequence[float],
+    id: Sequence[Any] | None = None,
+    **kwargs: Any,  # noqa: A002
+) -> list[float | None]:
+    """Thurstone fidelity reward across the images of a batch (VisualQuality-R1 style).
+
+    Rollouts are grouped by image through the ``id`` column (required). For
+    rollout k of image i and every other image z with valid rollouts:
+    ``p = Phi((q_k(i) - mean_z) / sqrt(var_i + var_z + 1e-6))`` with the groups' sample
+    variances, ``gt = 1 if mos_i > mos_z, 0.5 if equal, else 0``, and the reward is the mean
+    over z of ``sqrt(p gt) + sqrt((1 - p)(1 - gt))``. An unparsable rollout gets 0.0; with no
+    other image in the batch the reward is undefined (``None``).
+
+    Example:
+        >>> r = ranking_reward(["<answer>4</answer>", "<answer>2</answer>"], mos=[4.5, 1.5], id=["a", "b"])
+        >>> [round(x, 4) for x in r]
+        [1.0, 1.0]
+    """
+    if id is None:
+        raise ValueError(
+            "ranking reward: needs the dataset's 'id' column to group rollouts by image"
+        )
+    keys = list(id)
+    scores = [parse_score(c) for c in completions]
+    groups: dict[Any, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    stats: dict[Any, tuple[float, float, float]] = {}  # key -> (mean, var, mos)
+    for key, idx in groups.items():
+        valid = [scores[i] for i in idx if scores[i] is not None]
+        if valid:
+            mean, var = _mean_var(valid)
+            stats[key] = (mean, var, float(mos[idx[0]]))
+    out: list[float | None] = []
+    for i, key in enumerate(keys):
+        others = [k for k in stats if k != key]
+        if not others:
+            out.append(None)
+            continue
+        if scores[i] is None:
+            out.append(0.0)
+            continue
+        var_i = stats[key][1] if key in stats else 0.0
+        total = 0.0
+        for z in others:
+            mean_z, var_z, mos_z = stats[z]
+            p = _normal_cdf((scores[i] - mean_z) / math.sqrt(var_i + var_z + 1e-6))
+            gt = 1.0 if mos[i] > mos_z else 0.5 if mos[i] == mos_z else 0.0
+            total += math.sqrt(p * gt) + math.sqrt((1.0 - p) * (1.0 - gt))
+        out.append(total / len(others))
+    return out
+
+
+# --------------------------------------------------------------------------- judges
+
+
+def judge_prompt_suffix(reasoning: str) -> str:
+    """The assistant text the judge continues: the reasoning, then an open answer tag."""
+    return f"{reasoning.rstrip()}\n<answer>"
+
+
+class HFJudge(Judge):
+    """A frozen transformers model as judge, read out in one forward pass per batch.
+
+    The judge sees the student instruction without an image, then an assistant turn made
+    of the reasoning and an open ``<answer>`` tag; the score it implies is the
+    probability-weighted mean over the tokens "1".."5" at the next position.
+
+    Args:
+        model: A causal (vision-)language model; kept in eval mode, no gradients.
+        processor: Its processor or tokenizer (must carry the chat template).
+        instruction: The user text; defaults to the student instruction.
+        batch_size: Texts per forward pass.
+    """
+
+    def __init__(
+        self, model: Any, processor: Any, instruction: str | None = None, batch_size: int = 16
+    ) -> None:
+        super().__init__()
+        from qponder.models.readout import score_token_ids
+        from qponder.prompts import STUDENT_INSTRUCTION, student_messages
+
+        self.model = model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.batch_size = batch_size
+        self.ids = score_token_ids(self.tokenizer)
+        messages = student_messages(instruction or STUDENT_INSTRUCTION, with_image=False)
+        self.prefix = processor.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+
+    @classmethod
+    def from_pretrained(cls, path: str, model_config: Any = None, **kwargs: Any) -> HFJudge:
+        """Load a judge from a checkpoint through :func:`qponder.models.load_model`."""
+        from qponder.models import load_model
+
+        model, processor = load_model(path, model_config)
+        return cls(model, processor, **kwargs)
+
+    def _implied_scores(self, reasonings: list[str]) -> list[float | None]:
+        import torch
+
+        from qponder.models.readout import expected_score
+
+        out: list[float | None] = []
+        device = next(self.model.parameters()).device
+        side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "left"  # the read-out position is the last one
+        try:
+            for start in range(0, len(reasonings), self.batch_size):
+                chunk = [
+                    self.prefix + judge_prompt_suffix(r)
+                    for r in reasonings[start : start + self.batch_size]
+                ]
+                enc = self.tokenizer(
+                    chunk, return_tensors="pt", padding=True, add_special_tokens=False
+                ).to(device)
+                with torch.no_grad():
+                    logits = self.model(**enc).logits[:, -1, :]
+                out.extend(float(v) for v in expected_score(logits, self.ids))
+        finally:
+            self.tokenizer.padding_side = side
+        return out
+
+
+class OpenAIJudge(Judge):
+    """A judge behind an OpenAI-compatible endpoint that continues a prefilled assistant turn
+    (vLLM's ``continue_final_message``) and returns top log-probabilities of one token.
+
+    The implied score is the expectation over "1".."5" among the returned top tokens,
+    renormalised; ``None`` when none of them is a digit.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        instruction: str | None = None,
+        top_logprobs: int = 20,
+    ) -> None:
+        super().__init__()
+        import os
+
+        from openai import OpenAI
+
+        from qponder.prompts import STUDENT_INSTRUCTION
+
+        self.client = OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env, "EMPTY"))
+        self.model = model
+        self.instruction = instruction or STUDENT_INSTRUCTION
+        self.top_logprobs = top_logprobs
+
+    def _one(self, reasoning: str) -> float | None:
+        resp = self.client.chat.completions.create(
+            model=self.model,
+            messages=[
+                {"role": "user", "content": self.instruction},
+                {"role": "assistant", "content": judge_prompt_suffix(reasoning)},
+            ],
+            max_tokens=1,
+            temperature=0.0,
+            logprobs=True,
+            top_logprobs=self.top_logprobs,
+            extra_body={"continue_final_message": True, "add_generation_prompt": False},
+        )
+        content = resp.choices[0].logprobs.content if resp.choices[0].logprobs else None
+        if not content:
+            return None
+        probs = {
+            int(t.token.strip()): math.exp(t.logprob)
+            for t in content[0].top_logprobs
+            if t.token.strip() in {"1", "2", "3", "4", "5"}
+        }
+        total = sum(probs.values())
+        return sum(k * p for k, p in probs.items()) / total if total > 0 else None
+
+    def _implied_scores(self, reasonings: list[str]) -> list[float | None]:
+        return [self._one(r) for r in reasonings]
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+def _named(func: Callable[..., Any], name: str) -> Callable[..., Any]:
+    def reward(completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
+        return func(completions, **kwargs)
+
+    reward.__name__ = reward.__qualname__ = name
+    return reward
+
+
+def build_judge(cfg: Any, policy_path: str, model_config: Any = None) -> Judge:
+    """Build the consistency judge of a :class:`qponder.config.ConsistencyRewardConfig`:
+    ``policy`` = a frozen copy of the initial policy, ``openai`` = an endpoint, else a path."""
+    if cfg.judge == "openai":
+        if not cfg.base_url or not cfg.model:
+            raise ValueError("grpo.consistency: judge 'openai' needs base_url and model")
+        return OpenAIJudge(cfg.base_url, cfg.model)
+    path = policy_path if cfg.judge == "policy" else cfg.judge
+    return HFJudge.from_pretrained(path, model_config, batch_size=cfg.batch_size)
+
+
+def build_reward_functions(
+    grpo_cfg: Any, policy_path: str, model_config: Any = None, judge: Judge | None = None
+) -> tuple[list[RewardFunc], list[float]]:
+    """Return the reward functions of a GRPO config and their weights, for GRPOTrainer.
+
+    Rewards with weight 0 are left out. Each function's ``__name__`` is the reward's name
+    (``format``, ``score``, ``consistency``, ``ranking``), which TRL uses in its logs.
+
+    Args:
+        grpo_cfg: A :class:`qponder.config.GRPORunConfig`.
+        policy_path: The initial policy; the default judge is a frozen copy of it.
+        model_config: How to load the judge (dtype, device map, ...).
+        judge: A ready judge, instead of building one from the config.
+    """
+    funcs: list[RewardFunc] = []
+    weights: list[float] = []
+    for name, weight in grpo_cfg.rewards.items():
+        if not weight:
+            continue
+        if name == "format":
+            func: RewardFunc = _named(format_reward, "format")
+        elif name == "score":
+            sc = grpo_cfg.score
+            func = get_score_reward(sc.kind, sc.sigma, sc.b, sc.eps)
+        elif name == "consistency":
+            judge = judge or build_judge(grpo_cfg.consistency, policy_path, model_config)
+            func = ConsistencyReward(judge, sigma=grpo_cfg.consistency.sigma)
+        elif name == "ranking":
+            func = _named(ranking_reward, "ranking")
+        else:
+            raise ValueError(f"unknown reward {name!r}")
+        funcs.append(func)
+        weights.append(float(weight))
+    logger.info(
+        "rewards: %s", ", ".join(f"{f.__name__}={w:g}" for f, w in zip(funcs, weights, strict=True))
+    )
+    return funcs, weights
