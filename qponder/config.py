@@ -107,8 +107,9 @@ class DistillConfig:
     tolerance: float = 0.5  # keep when |teacher score - MOS| <= tolerance (1..5 scale)
     samples: int = 1  # blind mode: best of K samples
     concurrency: int = 8
-    timeout: float = 120.0  # seconds per request
-    max_retries: int = 5
+    timeout: float = 120.0  # seconds per request, in total, before it is retried
+    max_retries: int = 5  # retries per request (429, 5xx, timeouts, malformed replies)
+    retry_backoff: float = 1.0  # first backoff delay in seconds, doubled per retry
     max_side: int = 1024  # images are downscaled to this longest side before sending
     temperature: float = 0.7
     max_tokens: int = 1024
@@ -126,8 +127,19 @@ class DistillConfig:
             problems.append("distill.tolerance must be > 0")
         if self.samples < 1:
             problems.append("distill.samples must be >= 1")
+        if self.samples > 1 and self.temperature <= 0:
+            problems.append("distill.samples > 1 needs distill.temperature > 0 (else the "
+                            "samples are identical)")
         if self.concurrency < 1:
             problems.append("distill.concurrency must be >= 1")
+        if self.timeout <= 0:
+            problems.append("distill.timeout must be > 0")
+        if self.max_retries < 0 or self.retry_backoff < 0:
+            problems.append("distill.max_retries and distill.retry_backoff must be >= 0")
+        if self.max_side < 1 or self.max_tokens < 1 or self.batch_size < 1:
+            problems.append("distill.max_side, max_tokens and batch_size must be >= 1")
+        if not 0 <= self.error_rate <= 1:
+            problems.append("distill.error_rate must lie in [0, 1]")
         if problems:
             raise ConfigError("; ".join(problems))
 

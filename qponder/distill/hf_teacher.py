@@ -1,0 +1,167 @@
+"""A teacher loaded locally with transformers, generating for several images at once.
+
+The runner asks for one image at a time, concurrently; this teacher queues the requests
+and runs them through ``model.generate`` in batches of up to ``batch_size`` images (with
+``num_return_sequences = n``), in a worker thread so that image loading goes on meanwhile.
+Prompts are built with the processor's chat template, as the model was trained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from qponder.distill.base import Teacher, TeacherError, TeacherReply, TeacherRequest
+
+_FILL_WAIT = 0.05  # seconds a batch waits for more requests before it runs
+
+
+def _downscale(image: Any, max_side: int) -> Any:
+    from PIL import Image
+
+    width, height = image.size
+    if max(width, height) <= max_side:
+        return image
+    scale = max_side / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+class HFTeacher(Teacher):
+    """A local chat VLM as the teacher.
+
+    Args:
+        model: A loaded ``transformers`` model with ``generate``.
+        processor: Its processor (chat template, tokenizer, image processor).
+        name: Recorded in every row, e.g. ``"hf:/models/Qwen2.5-VL-72B-Instruct"``.
+        batch_size: Images per ``generate`` call.
+        max_side: Longest image side, in pixels, before the processor's own resizing.
+        temperature: Sampling temperature; 0 means greedy decoding.
+        max_tokens: ``max_new_tokens`` of each answer.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        *,
+        name: str = "hf",
+        batch_size: int = 4,
+        max_side: int = 1024,
+        temperature: float = 0.7,
+        max_tokens: int = 1024,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.processor = processor
+        self.name = name
+        self.batch_size = batch_size
+        self.max_in_flight = 2 * batch_size  # keeps the next batch loaded while one runs
+        self.max_side = max_side
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.batch_sizes: list[int] = []  # images per generate call, for the report and tests
+        tokenizer = getattr(processor, "tokenizer", processor)
+        tokenizer.padding_side = "left"  # generation appends on the right
+        self._tokenizer = tokenizer
+        self._queue: asyncio.Queue | None = None
+        self._worker: asyncio.Task | None = None
+
+    @classmethod
+    def load(cls, path: str, model_config: Any, **kwargs: Any) -> HFTeacher:
+        """Load the model at ``path`` with ``qponder.models.load_model``."""
+        from qponder.models import load_model
+
+        model, processor = load_model(path, model_config)
+        model.eval()
+        return cls(model, processor, name=f"hf:{path}", **kwargs)
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._worker = asyncio.ensure_future(self._serve())
+
+    async def generate(self, request: TeacherRequest) -> list[TeacherReply]:
+        if self._queue is None:
+            await self.start()
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put((request, future))
+        return await future
+
+    async def _serve(self) -> None:
+        assert self._queue is not None
+        while True:
+            batch = [await self._queue.get()]
+            if self._queue.qsize() < self.batch_size - 1:
+                await asyncio.sleep(_FILL_WAIT)  # let requests whose images are loading join
+            while len(batch) < self.batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            batch = [(r, f) for r, f in batch if not f.done()]
+            for n in sorted({r.n for r, _ in batch}):
+                group = [(r, f) for r, f in batch if r.n == n]
+                try:
+                    replies = await asyncio.to_thread(self._generate_batch, [r for r, _ in group])
+                except Exception as exc:  # noqa: BLE001 - e.g. out of memory: fail these images
+                    self.stats.failures["generation"] += len(group)
+                    for _, f in group:
+                        if not f.done():
+                            f.set_exception(
+                                TeacherError("generation", f"{type(exc).__name__}: {exc}")
+                            )
+                    continue
+                for (_, f), r in zip(group, replies, strict=True):
+                    if not f.done():
+                        f.set_result(r)
+
+    def _messages(self, request: TeacherRequest) -> list[dict]:
+        return [
+            {"role": "system", "content": [{"type": "text", "text": request.system}]},
+            {
+                "role": "user",
+                "content": [{"type": "image"}, {"type": "text", "text": request.prompt}],
+            },
+        ]
+
+    def _generate_batch(self, requests: list[TeacherRequest]) -> list[list[TeacherReply]]:
+        import torch
+
+        n = requests[0].n
+        texts = [
+            self.processor.apply_chat_template(
+                self._messages(r), tokenize=False, add_generation_prompt=True
+            )
+            for r in requests
+        ]
+        images = [_downscale(r.image, self.max_side) for r in requests]
+        inputs = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        inputs = inputs.to(self.model.device)
+        sampling = self.temperature > 0
+        kwargs: dict[str, Any] = {"max_new_tokens": self.max_tokens, "do_sample": sampling}
+        if sampling:
+            kwargs["temperature"] = self.temperature
+        if n > 1:
+            kwargs["num_return_sequences"] = n
+        self.stats.requests += len(requests)
+        self.batch_sizes.append(len(requests))
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, **kwargs)
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        texts_out = self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        eos = self._eos_ids()
+        finishes = ["stop" if any(int(t) in eos for t in row) else "length" for row in new_tokens]
+        flat = [TeacherReply(t, f) for t, f in zip(texts_out, finishes, strict=True)]
+        return [flat[i * n : (i + 1) * n] for i in range(len(requests))]
+
+    def _eos_ids(self) -> set[int]:
+        config = getattr(self.model, "generation_config", None)
+        eos = getattr(config, "eos_token_id", None)
+        if eos is None:
+            eos = self._tokenizer.eos_token_id
+        return set(eos if isinstance(eos, (list, tuple)) else [eos])
+
+    async def aclose(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._worker
+            self._worker = None

@@ -1,0 +1,167 @@
+"""The one parser of model outputs (DESIGN §2): strict about where the score is, tolerant
+about layout, and never a guess."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from qponder.parsing import (
+    NO_ANSWER,
+    NO_NUMBER,
+    OUT_OF_RANGE,
+    completion_text,
+    format_answer,
+    format_completion,
+    is_well_formed,
+    parse_completion,
+    parse_score,
+    strip_answer,
+)
+
+ANSWER_OPEN = re.compile(r"<\s*answer\s*>", re.IGNORECASE)
+
+
+@pytest.mark.parametrize(
+    ("completion", "score", "error"),
+    [
+        ("<think>\nsharp, clean\n</think>\n<answer>3.47</answer>", 3.47, None),  # the contract
+        ("<think>ok</think><answer>4</answer>", 4.0, None),  # an integer, no new-lines
+        ("<think>ok</think><answer> 2.5 </answer>", 2.5, None),  # spaces inside the answer
+        ("<THINK>ok</THINK><ANSWER>2.5</ANSWER>", 2.5, None),  # upper-case tags
+        ("< think >ok</ think ><  answer >2.5< / answer >", 2.5, None),  # spaces inside tags
+        ("<answer>3.5/5</answer>", 3.5, None),  # "out of five" notation
+        ("<answer>Score: 3.5</answer>", 3.5, None),  # a label before the number
+        ('<answer>{"rating": 2.75}</answer>', 2.75, None),  # a JSON object
+        ("<answer>1</answer>", 1.0, None),  # the lower bound is valid
+        ("<answer>5.00</answer>", 5.0, None),  # the upper bound is valid
+        ("<answer>5.</answer>", 5.0, None),  # a trailing decimal point
+        ("<answer>2</answer> then <answer>4</answer>", 4.0, None),  # the LAST answer counts
+        ("<answer>7</answer> fixed: <answer>4</answer>", 4.0, None),  # ... even after a bad one
+        (
+            "<answer>4</answer> oops <answer>9</answer>",
+            None,
+            OUT_OF_RANGE,
+        ),  # ... and a bad last one
+        ("<think>I would give 4.5</think>", None, NO_ANSWER),  # a number outside an answer block
+        ("The quality is 3.2 out of 5.", None, NO_ANSWER),  # plain text: no guess
+        ("<think>ok</think><answer>3.2", None, NO_ANSWER),  # an answer never closed
+        ("", None, NO_ANSWER),  # empty output
+        ("<think>ok</think><answer>good</answer>", None, NO_NUMBER),  # words only
+        ("<think>ok</think><answer></answer>", None, NO_NUMBER),  # an empty answer
+        ("<answer>0.99</answer>", None, OUT_OF_RANGE),  # just below the scale
+        ("<answer>5.01</answer>", None, OUT_OF_RANGE),  # just above the scale
+        ("<answer>-3</answer>", None, OUT_OF_RANGE),  # negative
+        ("<answer>87</answer>", None, OUT_OF_RANGE),  # a 0-100 scale is not rescaled
+        ("<answer>.5</answer>", None, OUT_OF_RANGE),  # a bare fraction below 1
+    ],
+)
+def test_parse_completion_table(completion, score, error):
+    parsed = parse_completion(completion)
+    assert (parsed.score, parsed.error) == (score, error)
+    assert parse_score(completion) == score
+    assert parsed.ok == (score is not None)
+
+
+@pytest.mark.parametrize(
+    ("completion", "reasoning"),
+    [
+        ("<think>\n  blur, noise \n</think><answer>2</answer>", "blur, noise"),  # stripped
+        ("<think>a</think> x <think>b</think><answer>2</answer>", "a\nb"),  # blocks joined
+        ("soft edges <answer>2</answer>", "soft edges"),  # no think block: text before the answer
+        ("<think>unclosed reasoning <answer>2</answer>", "unclosed reasoning"),  # open tag dropped
+        ("<answer>2</answer>", ""),  # nothing but the answer
+    ],
+)
+def test_reasoning_never_contains_the_answer(completion, reasoning):
+    assert parse_completion(completion).reasoning == reasoning
+
+
+@pytest.mark.parametrize(
+    ("completion", "well_formed"),
+    [
+        ("<think>a</think><answer>3</answer>", True),  # the shape the format reward wants
+        ("<think>a</think>\n\n<answer>3.5/5</answer>\n", True),  # layout and "/5" tolerated
+        ("<answer>3</answer>", False),  # no reasoning block
+        ("<think>a</think><think>b</think><answer>3</answer>", False),  # two think blocks
+        ("<think>a</think><answer>3</answer><answer>3</answer>", False),  # two answers
+        ("<answer>3</answer><think>a</think>", False),  # reasoning after the answer
+        ("<think>a</think><answer>6</answer>", False),  # score outside [1, 5]
+    ],
+)
+def test_is_well_formed_table(completion, well_formed):
+    assert is_well_formed(completion) is well_formed
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "<think>x</think><answer>3</answer>",  # a plain string
+        {"role": "assistant", "content": "<think>x</think><answer>3</answer>"},  # one message
+        [{"role": "assistant", "content": "<think>x</think><answer>3</answer>"}],  # TRL's list
+        [
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "text", "text": "<think>x</think>"},
+                    {"type": "text", "text": "<answer>3</answer>"},
+                ],
+            }
+        ],  # parts
+    ],
+)
+def test_conversational_completions_parse_like_strings(completion):
+    assert completion_text(completion) == "<think>x</think><answer>3</answer>"
+    assert parse_score(completion) == 3.0
+
+
+def test_completion_text_rejects_other_types():
+    with pytest.raises(TypeError):
+        completion_text(3.5)
+
+
+def test_strip_answer_removes_the_last_answer_and_what_follows():
+    assert strip_answer("<think>a</think>\n<answer>3</answer> bye") == "<think>a</think>"
+    assert strip_answer("<answer>1</answer> <answer>2</answer>") == "<answer>1</answer>"
+    assert strip_answer("no answer here  ") == "no answer here"
+
+
+def test_format_answer_refuses_scores_outside_the_scale():
+    assert format_answer(3.4712) == "<answer>3.47</answer>"
+    for bad in (0.99, 5.01, float("nan")):
+        with pytest.raises(ValueError):
+            format_answer(bad)
+
+
+@given(st.floats(min_value=1.0, max_value=5.0), st.text(min_size=1).filter(lambda t: t.strip()))
+def test_formatted_completions_round_trip(score, reasoning):
+    assume(not ANSWER_OPEN.search(reasoning) and "<" not in reasoning)
+    text = format_completion(reasoning, score)
+    parsed = parse_completion(text)
+    assert parsed.score == float(f"{score:.2f}")
+    assert abs(parsed.score - score) <= 0.005 + 1e-12
+    assert parsed.reasoning == reasoning.strip()
+    assert is_well_formed(text)
+
+
+@given(st.text())
+def test_text_without_an_answer_block_gives_none(text):
+    assume(not ANSWER_OPEN.search(text))
+    parsed = parse_completion(text)
+    assert parsed.score is None and parsed.error == NO_ANSWER
+
+
+@given(
+    st.one_of(
+        st.floats(max_value=0.9999, min_value=-1e6), st.floats(min_value=5.0001, max_value=1e6)
+    ),
+    st.sampled_from(["{:.4f}", "{:.2f}", "{:.1f}", "{:.0f}"]),
+)
+def test_numbers_outside_the_scale_give_none(value, fmt):
+    rendered = fmt.format(value)
+    assume(not 1.0 <= float(rendered) <= 5.0)  # rounding can land on the scale's edge
+    parsed = parse_completion(f"<think>ok</think><answer>{rendered}</answer>")
+    assert parsed.score is None and parsed.error == OUT_OF_RANGE
