@@ -18,12 +18,18 @@ _ANSWER_RE = re.compile(r"<\s*answer\s*>(.*?)<\s*/\s*answer\s*>", re.IGNORECASE 
 _THINK_RE = re.compile(r"<\s*think\s*>(.*?)<\s*/\s*think\s*>", re.IGNORECASE | re.DOTALL)
 _ANSWER_OPEN_RE = re.compile(r"<\s*answer\s*>", re.IGNORECASE)
 _THINK_OPEN_RE = re.compile(r"<\s*think\s*>", re.IGNORECASE)
-_NUMBER_RE = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
+_NUMBER_RE = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+# What may follow the number and change its meaning: a scale ("/10", "out of 10"),
+# a decimal comma ("3,5") or a range ("3-4", "3 to 4").
+_SCALE_RE = re.compile(r"\s*(?:/|out\s+of)\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+_AMBIGUOUS_RE = re.compile(r",\d|\s*(?:-|\u2013|to\b)\s*\d", re.IGNORECASE)
 
 # Failure reasons, as reported in evaluation summaries and distillation rejects.
 NO_ANSWER = "no_answer"
 NO_NUMBER = "no_number"
 OUT_OF_RANGE = "out_of_range"
+OTHER_SCALE = "other_scale"
+AMBIGUOUS = "ambiguous"
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,8 @@ class ParsedCompletion:
             ``<answer>``. Never contains the answer.
         answer: Raw text inside the last ``<answer>`` block, or ``None`` when there is none.
         error: ``None`` on success, else one of ``"no_answer"``, ``"no_number"``,
-            ``"out_of_range"``.
+            ``"out_of_range"``, ``"other_scale"`` (e.g. "4/10": not rescaled) or
+            ``"ambiguous"`` (a decimal comma "3,5" or a range "3-4": not guessed).
         n_think: Number of complete ``<think>...</think>`` blocks.
         n_answer: Number of complete ``<answer>...</answer>`` blocks.
         think_before_answer: Whether the last think block closes before the last answer opens.
@@ -84,6 +91,12 @@ def _score_from_answer(answer: str) -> tuple[float | None, str | None]:
     if match is None:
         return None, NO_NUMBER
     value = float(match.group(0))
+    rest = answer[match.end() :]
+    scale = _SCALE_RE.match(rest)
+    if scale is not None and float(scale.group(1)) != SCORE_MAX:
+        return None, OTHER_SCALE
+    if scale is None and _AMBIGUOUS_RE.match(rest):
+        return None, AMBIGUOUS
     if not SCORE_MIN <= value <= SCORE_MAX:
         return None, OUT_OF_RANGE
     return value, None

@@ -10,8 +10,10 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from qponder.parsing import (
+    AMBIGUOUS,
     NO_ANSWER,
     NO_NUMBER,
+    OTHER_SCALE,
     OUT_OF_RANGE,
     completion_text,
     format_answer,
@@ -57,6 +59,15 @@ ANSWER_OPEN = re.compile(r"<\s*answer\s*>", re.IGNORECASE)
         ("<answer>-3</answer>", None, OUT_OF_RANGE),  # negative
         ("<answer>87</answer>", None, OUT_OF_RANGE),  # a 0-100 scale is not rescaled
         ("<answer>.5</answer>", None, OUT_OF_RANGE),  # a bare fraction below 1
+        ("<answer>3.5 out of 5</answer>", 3.5, None),  # "out of 5" in words
+        ("<answer>1e+20</answer>", None, OUT_OF_RANGE),  # an exponent is part of the number
+        ("<answer>4.5e-1</answer>", None, OUT_OF_RANGE),  # ... so 0.45, not 4.5
+        ("<answer>4/10</answer>", None, OTHER_SCALE),  # another scale is not rescaled
+        ("<answer>7 out of 10</answer>", None, OTHER_SCALE),  # ... in words either
+        ("<answer>3,5</answer>", None, AMBIGUOUS),  # a decimal comma is not guessed
+        ("<answer>3-4</answer>", None, AMBIGUOUS),  # a range is not a score
+        ("<answer>3 to 4</answer>", None, AMBIGUOUS),  # ... in words either
+        ("<answer>3.5, fair</answer>", 3.5, None),  # a comma before words is fine
     ],
 )
 def test_parse_completion_table(completion, score, error):
