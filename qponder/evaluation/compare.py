@@ -1,0 +1,193 @@
+"""Compare two evaluation runs: per-dataset SRCC/PLCC differences with bootstrap CIs.
+
+The difference is computed from the two runs' ``predictions.jsonl``. Where both runs gave
+a valid score to the same images (same dataset and image id), the comparison is paired:
+the metrics of both runs are computed on exactly those images and the images are
+resampled jointly, which gives a much tighter interval than two independent CIs. When the
+runs share no scored image of a dataset, each run is resampled on its own (``paired:
+false``). A difference is ``B - A``: positive means run B is better.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from qponder.errors import QponderError
+from qponder.evaluation.io import read_jsonl
+from qponder.evaluation.metrics import (
+    compute_metrics,
+    paired_bootstrap_diff,
+    unpaired_bootstrap_diff,
+)
+from qponder.evaluation.report import group_by_dataset, summarize_dataset
+
+COMPARED = ("srcc", "plcc")
+
+
+def load_run_predictions(run: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of ``RUN/predictions.jsonl`` (``run`` may also be the JSONL file itself).
+
+    Raises:
+        QponderError: When the file does not exist.
+    """
+    path = Path(run)
+    if path.is_dir():
+        path = path / "predictions.jsonl"
+    if not path.is_file():
+        raise QponderError(f"{path}: no predictions.jsonl (is {run} a qponder eval run?)")
+    return read_jsonl(path)
+
+
+def _scored_by_id(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {str(r["id"]): r for r in rows if r.get("score") is not None}
+
+
+def _check_same_mos(name: str, common: list[str], a: dict, b: dict) -> None:
+    bad = [i for i in common if abs(float(a[i]["mos"]) - float(b[i]["mos"])) > 1e-6]
+    if bad:
+        i = bad[0]
+        raise QponderError(
+            f"dataset {name!r}: the runs disagree on the MOS of {len(bad)} common image(s), "
+            f"e.g. id {i!r}: {a[i]['mos']} vs {b[i]['mos']}; they did not evaluate the same labels"
+        )
+
+
+def _diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else b - a
+
+
+def compare_dataset(
+    name: str,
+    rows_a: list[dict[str, Any]],
+    rows_b: list[dict[str, Any]],
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Compare one dataset's prediction rows of two runs.
+
+    Returns:
+        ``{paired, n_pairs, a: {...}, b: {...}, srcc: {a, b, diff, ci95}, plcc: {...}}``
+        where ``a``/``b`` are each run's own figures on all its images (n, n_scored, srcc,
+        plcc, parse_failures) and ``srcc``/``plcc`` hold the compared values: on the common
+        images when ``paired``, else on each run's own images.
+    """
+    sa, sb = (summarize_dataset(r, n_resamples=0) for r in (rows_a, rows_b))
+    own = ("n", "n_scored", "srcc", "plcc", "parse_failures")
+    out: dict[str, Any] = {
+        "a": {k: sa[k] for k in own},
+        "b": {k: sb[k] for k in own},
+    }
+    ia, ib = _scored_by_id(rows_a), _scored_by_id(rows_b)
+    common = [i for i in ia if i in ib]
+    out["paired"] = bool(common)
+    out["n_pairs"] = len(common)
+    out["only_a"] = len(ia) - len(common)
+    out["only_b"] = len(ib) - len(common)
+    if common:
+        _check_same_mos(name, common, ia, ib)
+        mos = [float(ia[i]["mos"]) for i in common]
+        pa = [float(ia[i]["score"]) for i in common]
+        pb = [float(ib[i]["score"]) for i in common]
+        ma = compute_metrics(pa, mos, n_resamples=0)
+        mb = compute_metrics(pb, mos, n_resamples=0)
+        for metric in COMPARED:
+            ci = paired_bootstrap_diff(pa, pb, mos, metric, n_resamples=n_resamples, seed=seed)
+            out[metric] = {
+                "a": ma[metric],
+                "b": mb[metric],
+                "diff": _diff(ma[metric], mb[metric]),
+                "ci95": ci,
+            }
+        return out
+    pa, ma_ = [float(r["score"]) for r in ia.values()], [float(r["mos"]) for r in ia.values()]
+    pb, mb_ = [float(r["score"]) for r in ib.values()], [float(r["mos"]) for r in ib.values()]
+    for metric in COMPARED:
+        ci = unpaired_bootstrap_diff(pa, ma_, pb, mb_, metric, n_resamples=n_resamples, seed=seed)
+        out[metric] = {
+            "a": sa[metric],
+            "b": sb[metric],
+            "diff": _diff(sa[metric], sb[metric]),
+            "ci95": ci,
+        }
+    return out
+
+
+def compare_runs(
+    run_a: str | os.PathLike,
+    run_b: str | os.PathLike,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Per-dataset differences of SRCC/PLCC between two eval runs, with 95% bootstrap CIs.
+
+    Args:
+        run_a: Run directory (or its predictions.jsonl) of the baseline.
+        run_b: Run directory (or its predictions.jsonl) compared against it.
+        n_resamples: Bootstrap resamples.
+        seed: Bootstrap seed.
+
+    Returns:
+        ``{run_a, run_b, datasets: {NAME: compare_dataset(...)}, only_in_a, only_in_b}``,
+        JSON-ready; ``only_in_*`` list datasets evaluated by one run only.
+
+    Raises:
+        QponderError: When a run has no predictions, or the runs disagree on a MOS.
+    """
+    ga = group_by_dataset(load_run_predictions(run_a))
+    gb = group_by_dataset(load_run_predictions(run_b))
+    return {
+        "run_a": str(run_a),
+        "run_b": str(run_b),
+        "datasets": {
+            name: compare_dataset(name, ga[name], gb[name], n_resamples=n_resamples, seed=seed)
+            for name in ga
+            if name in gb
+        },
+        "only_in_a": [n for n in ga if n not in gb],
+        "only_in_b": [n for n in gb if n not in ga],
+    }
+
+
+def _f(x: float | None, signed: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x:+.3f}" if signed else f"{x:.3f}"
+
+
+def _ci(ci: list[float] | None) -> str:
+    return "" if not ci else f" [{ci[0]:+.3f}, {ci[1]:+.3f}]"
+
+
+def format_comparison(result: dict[str, Any]) -> str:
+    """Render :func:`compare_runs`'s result as a text table (B - A, 95% CIs).
+
+    A difference whose CI excludes 0 is marked with ``*``.
+    """
+    lines = [f"A: {result['run_a']}", f"B: {result['run_b']}", ""]
+    header = f"{'dataset':<16} {'images':>16} {'metric':<6} {'A':>7} {'B':>7}  {'B-A [95% CI]':<28}"
+    lines += [header, "-" * len(header)]
+    for name, d in result["datasets"].items():
+        images = (
+            f"{d['n_pairs']} paired"
+            if d["paired"]
+            else f"{d['a']['n_scored']}/{d['b']['n_scored']} unpaired"
+        )
+        for metric in COMPARED:
+            m = d[metric]
+            ci = m["ci95"]
+            star = " *" if ci and (ci[0] > 0 or ci[1] < 0) else ""
+            lines.append(
+                f"{name:<16} {images:>16} {metric.upper():<6} {_f(m['a']):>7} {_f(m['b']):>7}  "
+                f"{_f(m['diff'], signed=True)}{_ci(ci)}{star}"
+            )
+            name, images = "", ""
+        pf = f"parse failures: A {d['a']['parse_failures']}/{d['a']['n']}, B {d['b']['parse_failures']}/{d['b']['n']}"
+        lines.append(f"{'':<16} {pf}")
+    for key, label in (("only_in_a", "only in A"), ("only_in_b", "only in B")):
+        if result[key]:
+            lines.append(f"{label}: {', '.join(result[key])}")
+    lines += ["", "* the 95% CI of the difference excludes 0."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,284 @@
+"""``qponder eval``: score IQA benchmarks and write an auditable run directory.
+
+``RUN/`` receives:
+
+- ``run_config.json``: model, backend, eval and model settings, prompt, and a hash of the
+  settings that decide the predictions. A resumed run must have the same hash.
+- ``environment.json``: versions, device, git commit.
+- ``predictions.jsonl``: one row per image, appended and flushed per batch:
+  ``{id, dataset, image, mos, score, expected_score, reasoning, error, text}`` (plus
+  ``samples, score_mean, score_std`` with sampling).
+- ``summary.json`` (``{"datasets": {NAME: {...}}, ...}``), ``report.md`` and one
+  ``scatter-NAME.png`` per dataset (see :mod:`qponder.evaluation.report`).
+
+Under ``accelerate launch`` each process scores a contiguous shard of the pending images
+into ``predictions.partN.jsonl``; the main process merges the parts and writes the summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from qponder.config import EvalConfig, ModelConfig, environment_info, write_json_atomic
+from qponder.errors import QponderError
+from qponder.evaluation.io import append_jsonl, read_jsonl, trim_torn_tail
+from qponder.prompts import PROMPT_VERSION, STUDENT_INSTRUCTION
+
+logger = logging.getLogger(__name__)
+
+PREDICTIONS = "predictions.jsonl"
+RUN_CONFIG = "run_config.json"
+# Settings that do not change any prediction: they may differ when a run is resumed
+# (--limit can grow a run, --batch-size can adapt to memory, bootstrap only affects the summary).
+UNHASHED_EVAL_KEYS = ("batch_size", "limit", "bootstrap")
+UNHASHED_MODEL_KEYS = ("device_map",)
+
+
+def _model_id(model: str) -> str:
+    """A local checkpoint by absolute path (so resuming from another folder matches); else as given."""
+    return os.path.abspath(model) if os.path.exists(model) else str(model)
+
+
+def build_run_config(
+    model: str,
+    cfg: EvalConfig,
+    model_config: ModelConfig | None,
+    base_url: str | None,
+    instruction: str,
+) -> dict[str, Any]:
+    """The run's ``run_config.json`` content, including ``config_hash``."""
+    eval_cfg = dataclasses.asdict(cfg)
+    model_cfg = dataclasses.asdict(model_config or ModelConfig())
+    hashed = {
+        "model": _model_id(str(model)),
+        "backend": cfg.backend,
+        "eval": {k: v for k, v in eval_cfg.items() if k not in UNHASHED_EVAL_KEYS},
+        "model_config": {k: v for k, v in model_cfg.items() if k not in UNHASHED_MODEL_KEYS},
+        "instruction": instruction,
+    }
+    digest = hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
+    return {
+        "model": hashed["model"],
+        "backend": cfg.backend,
+        "base_url": base_url,
+        "eval": eval_cfg,
+        "model_config": model_cfg,
+        "instruction": instruction,
+        "prompt_version": PROMPT_VERSION if instruction == STUDENT_INSTRUCTION else None,
+        "config_hash": digest,
+        "hashed": hashed,
+    }
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = sorted(set(old) | set(new))
+    out = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out
+
+
+def _prepare_run_dir(out: Path, run_cfg: dict[str, Any], resume: bool) -> None:
+    """Check or create the run directory (main process only)."""
+    existing = out / RUN_CONFIG
+    preds = [p for p in out.glob("predictions*.jsonl") if p.stat().st_size]
+    if preds and not resume:
+        raise QponderError(
+            f"{out} already holds predictions; pass --resume to continue it, or choose another --out"
+        )
+    if resume and existing.is_file():
+        old = json.loads(existing.read_text())
+        if old.get("config_hash") != run_cfg["config_hash"]:
+            diff = _differences(old.get("hashed", {}), run_cfg["hashed"])
+            raise QponderError(
+                f"{out} was made with a different config (hash {old.get('config_hash')} vs "
+                f"{run_cfg['config_hash']}): "
+                + ("; ".join(diff[:8]) or "unknown difference")
+                + "; use another --out"
+            )
+    elif resume and preds:
+        raise QponderError(
+            f"{out} has predictions but no {RUN_CONFIG}; cannot check that resuming is safe"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    for p in preds:
+        trim_torn_tail(p)
+    write_json_atomic(existing, run_cfg)
+    write_json_atomic(out / "environment.json", environment_info())
+
+
+def load_eval_datasets(cfg: EvalConfig) -> list[tuple[str, list[Any]]]:
+    """Load each ``NAME:PATH`` of ``cfg.datasets`` (split and limit applied).
+
+    Returns:
+        ``[(name, samples), ...]``; a name used twice gets its path's stem appended.
+    """
+    from qponder.data import load_dataset
+
+    if not cfg.datasets:
+        raise QponderError("no dataset: pass --dataset NAME:PATH (repeatable)")
+    # the default split seed, as training uses: a drawn test split never overlaps training
+    loaded = [load_dataset(spec, split=cfg.split) for spec in cfg.datasets]
+    names = [ds.name for ds in loaded]
+    out = []
+    for ds in loaded:
+        name = (
+            ds.name
+            if names.count(ds.name) == 1
+            else f"{ds.name}:{Path(ds.spec.partition(':')[2]).stem}"
+        )
+        samples = ds.samples[: cfg.limit] if cfg.limit is not None else ds.samples
+        out.append((name, samples))
+    return out
+
+
+def _prediction_row(name: str, sample: Any, result: Any) -> dict[str, Any]:
+    d = result.to_dict()
+    row = {
+        "id": sample.id,
+        "dataset": name,
+        "image": sample.image_path,
+        "mos": sample.mos,
+        "score": d["score"],
+        "expected_score": d["expected_score"],
+        "reasoning": d["reasoning"],
+        "error": d["error"],
+        "text": d["text"],
+    }
+    if d["samples"]:
+        row.update(samples=d["samples"], score_mean=d["score_mean"], score_std=d["score_std"])
+    return row
+
+
+def _read_all_predictions(out: Path) -> list[dict[str, Any]]:
+    rows = read_jsonl(out / PREDICTIONS)
+    for part in sorted(out.glob("predictions.part*.jsonl")):
+        rows += read_jsonl(part)
+    return rows
+
+
+def _merge_parts(out: Path) -> None:
+    """Append the shard files' rows to predictions.jsonl (those not in it yet), then remove them."""
+    parts = sorted(out.glob("predictions.part*.jsonl"))
+    if not parts:
+        return
+    have = {(r["dataset"], str(r["id"])) for r in read_jsonl(out / PREDICTIONS)}
+    for part in parts:
+        rows = [r for r in read_jsonl(part) if (r["dataset"], str(r["id"])) not in have]
+        if rows:
+            append_jsonl(out / PREDICTIONS, rows)
+        have |= {(r["dataset"], str(r["id"])) for r in rows}
+        part.unlink()
+
+
+def _process_state() -> Any:
+    from accelerate import PartialState
+
+    return PartialState()
+
+
+def run_eval(
+    model: str,
+    cfg: EvalConfig,
+    out: str | os.PathLike,
+    model_config: ModelConfig | None = None,
+    resume: bool = False,
+    base_url: str | None = None,
+    instruction: str = STUDENT_INSTRUCTION,
+    scorer: Any = None,
+) -> dict[str, Any]:
+    """Evaluate a model on the datasets of ``cfg`` and write the run directory.
+
+    Args:
+        model: Checkpoint (``hf``/``vllm``) or served model name (``openai``).
+        cfg: Datasets (``NAME:PATH``), split, limit, backend, decoding, bootstrap.
+        out: The run directory.
+        model_config: Loading options and the image resize policy (as in training).
+        resume: Continue an interrupted run: images already in ``predictions.jsonl`` are
+            skipped. Refused when the run was made with a different config.
+        base_url: Endpoint of the ``openai`` backend.
+        instruction: The student instruction (the training prompt).
+        scorer: A ready :class:`~qponder.inference.Scorer` (otherwise built from ``cfg``).
+
+    Returns:
+        The summary written to ``summary.json``: ``{"datasets": {NAME: {n, n_scored, srcc,
+        plcc, plcc_raw, krcc, rmse, ci95, parse_failures, parse_failure_reasons, fit, ...}},
+        "model", "config_hash", ...}``. Metrics are None where no image has a valid score.
+
+    Raises:
+        QponderError: Existing predictions without ``resume``, a config mismatch on resume,
+            or a bad dataset spec.
+    """
+    from qponder.evaluation.report import write_report_files
+
+    state = _process_state()
+    out = Path(out)
+    run_cfg = build_run_config(model, cfg, model_config, base_url, instruction)
+    if state.is_main_process:
+        _prepare_run_dir(out, run_cfg, resume)
+    state.wait_for_everyone()
+    datasets = load_eval_datasets(cfg)
+    selection = [(name, s) for name, samples in datasets for s in samples]
+    done = {(r["dataset"], str(r["id"])) for r in _read_all_predictions(out)}
+    state.wait_for_everyone()  # every process has read what exists before anyone appends
+    pending = [(n, s) for n, s in selection if (n, str(s.id)) not in done]
+    with state.split_between_processes(pending) as shard:
+        _score_shard(shard, out, state, model, cfg, model_config, base_url, instruction, scorer)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        _merge_parts(out)
+        wanted = {(n, str(s.id)) for n, s in selection}
+        rows, seen = [], set()
+        for r in read_jsonl(out / PREDICTIONS):
+            key = (r["dataset"], str(r["id"]))
+            if key in wanted and key not in seen:
+                seen.add(key)
+                rows.append(r)
+        meta = {
+            "model": run_cfg["model"],
+            "backend": cfg.backend,
+            "split": cfg.split,
+            "limit": cfg.limit,
+            "samples": cfg.samples,
+            "config_hash": run_cfg["config_hash"],
+        }
+        summary = write_report_files(out, rows, n_resamples=cfg.bootstrap, seed=cfg.seed, meta=meta)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        summary = json.loads((out / "summary.json").read_text())
+    return summary
+
+
+def _score_shard(
+    shard, out, state, model, cfg, model_config, base_url, instruction, scorer
+) -> None:
+    from tqdm.auto import tqdm
+
+    from qponder.inference import Scorer
+
+    if not shard:
+        return
+    target = out / (
+        PREDICTIONS if state.num_processes == 1 else f"predictions.part{state.process_index}.jsonl"
+    )
+    if scorer is None:
+        scorer = Scorer.from_config(
+            model, cfg, model_config, base_url=base_url, instruction=instruction
+        )
+    disable = None if state.is_main_process else True
+    with tqdm(total=len(shard), unit="img", desc="eval", disable=disable) as bar:
+        for batch in scorer.score_items(shard, image_path=lambda item: item[1].image_path):
+            append_jsonl(target, [_prediction_row(name, s, r) for (name, s), r in batch])
+            bar.update(len(batch))

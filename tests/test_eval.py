@@ -1,0 +1,298 @@
+"""`qponder eval` writes an auditable run directory (predictions, summary, report, plots,
+config with hash, environment), counts failures without scoring them, and resumes safely."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from qponder.cli import main
+from qponder.config import EvalConfig, ModelConfig
+from qponder.data import load_image
+from qponder.data.synthetic import make_synthetic_dataset
+from qponder.errors import QponderError
+from qponder.evaluation.io import read_jsonl
+from qponder.evaluation.runner import run_eval
+from qponder.inference import Generation, Scorer
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+ARTEFACTS = {
+    "predictions.jsonl",
+    "summary.json",
+    "report.md",
+    "run_config.json",
+    "environment.json",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from qponder.models.tiny import build_tiny_model
+
+    path = tmp_path_factory.getbasetemp() / "qponder-tiny-vlm"
+    if not (path / "config.json").exists():
+        build_tiny_model(path, seed=0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    """A synthetic dataset of 40 images (28 train / 4 val / 8 test)."""
+    out = tmp_path_factory.mktemp("synth")
+    make_synthetic_dataset(out, n=40, seed=0, size=32)
+    return out
+
+
+@pytest.fixture
+def generic(tmp_path, synth):
+    """A generic CSV dataset whose third image is broken."""
+    root = tmp_path / "generic"
+    root.mkdir()
+    lines = ["image,mos,split"]
+    for i, mos in enumerate([4.5, 2.0, 3.0, 1.5, 3.8]):
+        shutil.copy(synth / "images" / f"{i:05d}.png", root / f"{i}.png")
+        lines.append(f"{i}.png,{mos},test")
+    (root / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    return root / "labels.csv"
+
+
+class MOSBackend:
+    """Answers the image's MOS plus noise (a model that works); counts the images seen."""
+
+    def __init__(
+        self, mos_of_image: dict[bytes, float], noise: float = 0.3, die_after: int | None = None
+    ):
+        self.mos = mos_of_image
+        self.rng = np.random.default_rng(0)
+        self.noise = noise
+        self.die_after = die_after
+        self.calls = 0
+        self.seen = 0
+
+    def generate(self, images, n=1, temperature=1.0):
+        if self.die_after is not None and self.calls >= self.die_after:
+            raise KeyboardInterrupt
+        self.calls += 1
+        self.seen += len(images)
+        out = []
+        for im in images:
+            s = float(np.clip(self.mos[im.tobytes()] + self.rng.normal(0, self.noise), 1, 5))
+            out.append([Generation(f"<think>looks {s:.1f}</think><answer>{s:.2f}</answer>", s)])
+        return out
+
+
+def mos_backend(synth, **kw):
+    from qponder.data import load_dataset
+
+    ds = load_dataset(f"synthetic:{synth}")
+    return MOSBackend({load_image(s.image_path).tobytes(): s.mos for s in ds.samples}, **kw)
+
+
+def cfg_for(*datasets, **kw):
+    base = {"split": "test", "batch_size": 4, "max_new_tokens": 6, "bootstrap": 50}
+    return EvalConfig(datasets=list(datasets), **{**base, **kw})
+
+
+def test_a_model_that_never_answers_gets_every_artefact_null_metrics_and_counted_failures(
+    tiny_model, synth, generic, tmp_path
+):
+    out = tmp_path / "run"
+    summary = run_eval(str(tiny_model), cfg_for(f"synthetic:{synth}", f"generic:{generic}"), out)
+    assert {p.name for p in out.iterdir()} >= ARTEFACTS
+    for name in ("synthetic", "generic"):
+        assert (out / f"scatter-{name}.png").read_bytes().startswith(PNG_MAGIC)
+    syn, gen = summary["datasets"]["synthetic"], summary["datasets"]["generic"]
+    assert syn["n"] == 8 and syn["n_scored"] == 0 and syn["parse_failures"] == 8
+    assert (gen["n"], gen["n_scored"], gen["parse_failures"]) == (5, 0, 4)
+    assert gen["other_errors"] == {"bad_image:not_an_image": 1}  # counted apart from parse failures
+    for s in (syn, gen):
+        assert all(s[k] is None for k in ("srcc", "plcc", "plcc_raw", "krcc", "rmse"))
+    rows = read_jsonl(out / "predictions.jsonl")
+    assert len(rows) == 13 and all(r["score"] is None for r in rows)
+    assert {
+        "id",
+        "dataset",
+        "image",
+        "mos",
+        "score",
+        "expected_score",
+        "reasoning",
+        "error",
+    } <= set(rows[0])
+    assert json.loads((out / "summary.json").read_text())["datasets"]["synthetic"]["srcc"] is None
+    assert "| Parse failures | 8 / 8 | 4 / 5 |" in (out / "report.md").read_text()
+    run_cfg = json.loads((out / "run_config.json").read_text())
+    assert len(run_cfg["config_hash"]) == 16 and run_cfg["eval"]["split"] == "test"
+    assert "packages" in json.loads((out / "environment.json").read_text())
+
+
+def test_a_model_that_works_gets_metrics_plots_and_ci(synth, tmp_path):
+    backend = mos_backend(synth, noise=0.2)
+    scorer = Scorer("m", backend_impl=backend, batch_size=8)
+    summary = run_eval(
+        "m",
+        cfg_for(f"synthetic:{synth}", split="train", bootstrap=100),
+        tmp_path / "run",
+        scorer=scorer,
+    )
+    s = summary["datasets"]["synthetic"]
+    assert s["n"] == s["n_scored"] == 28 and s["parse_failures"] == 0
+    assert (
+        s["srcc"] > 0.8
+        and s["plcc"] > 0.8
+        and s["ci95"]["srcc"][0] < s["srcc"] < s["ci95"]["srcc"][1]
+    )
+    assert s["expected_score"]["n"] == 28
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(synth, tmp_path):
+    out = tmp_path / "run"
+    cfg = cfg_for(f"synthetic:{synth}", split="train", batch_size=4)
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(
+            "m",
+            cfg,
+            out,
+            scorer=Scorer("m", backend_impl=mos_backend(synth, die_after=3), batch_size=4),
+        )
+    assert len(read_jsonl(out / "predictions.jsonl")) == 12  # three whole batches flushed
+    with open(out / "predictions.jsonl", "a") as fh:
+        fh.write('{"id": "images/000')  # killed in the middle of a write
+    with pytest.raises(QponderError, match="--resume"):
+        run_eval("m", cfg, out)
+    backend = mos_backend(synth)
+    summary = run_eval(
+        "m", cfg, out, resume=True, scorer=Scorer("m", backend_impl=backend, batch_size=4)
+    )
+    assert backend.seen == 16
+    rows = read_jsonl(out / "predictions.jsonl")
+    assert len(rows) == 28 and len({r["id"] for r in rows}) == 28
+    assert summary["datasets"]["synthetic"]["n_scored"] == 28
+
+
+def test_resume_with_a_larger_limit_scores_only_the_new_images(synth, tmp_path):
+    out = tmp_path / "run"
+    run_eval(
+        "m",
+        cfg_for(f"synthetic:{synth}", split="train", limit=5),
+        out,
+        scorer=Scorer("m", backend_impl=mos_backend(synth)),
+    )
+    backend = mos_backend(synth)
+    summary = run_eval(
+        "m", cfg_for(f"synthetic:{synth}", split="train", limit=9, batch_size=2), out, resume=True,
+        scorer=Scorer("m", backend_impl=backend, batch_size=2),
+    )  # fmt: skip
+    assert backend.seen == 4 and summary["datasets"]["synthetic"]["n"] == 9
+
+
+def test_resume_into_a_run_made_with_another_config_is_refused(synth, tmp_path):
+    out = tmp_path / "run"
+    run_eval(
+        "m",
+        cfg_for(f"synthetic:{synth}", limit=2),
+        out,
+        scorer=Scorer("m", backend_impl=mos_backend(synth)),
+    )
+    with pytest.raises(QponderError, match=r"different config.*eval\.max_new_tokens: 6 -> 64"):
+        run_eval("m", cfg_for(f"synthetic:{synth}", limit=2, max_new_tokens=64), out, resume=True)
+    with pytest.raises(QponderError, match=r"model_config\.max_pixels"):
+        run_eval(
+            "m",
+            cfg_for(f"synthetic:{synth}", limit=2),
+            out,
+            ModelConfig(max_pixels=4096),
+            resume=True,
+        )
+
+
+def test_shards_of_parallel_processes_are_merged_without_duplicates(tmp_path):
+    from qponder.evaluation.io import append_jsonl
+    from qponder.evaluation.runner import _merge_parts
+
+    row = lambda i: {"id": str(i), "dataset": "d", "score": None}  # noqa: E731
+    append_jsonl(tmp_path / "predictions.jsonl", [row(0)])
+    append_jsonl(tmp_path / "predictions.part0.jsonl", [row(0), row(1)])
+    append_jsonl(tmp_path / "predictions.part1.jsonl", [row(2)])
+    _merge_parts(tmp_path)
+    assert [r["id"] for r in read_jsonl(tmp_path / "predictions.jsonl")] == ["0", "1", "2"]
+    assert not list(tmp_path.glob("predictions.part*"))
+
+
+def test_cli_eval_writes_the_run_and_prints_the_summary(tiny_model, synth, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = [
+        "eval",
+        "--model",
+        str(tiny_model),
+        "--dataset",
+        f"synthetic:{synth}",
+        "--out",
+        str(out),
+    ]
+    argv += [
+        "--limit",
+        "3",
+        "--batch-size",
+        "3",
+        "--set",
+        "eval.max_new_tokens=4",
+        "--set",
+        "eval.bootstrap=20",
+    ]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["datasets"]["synthetic"]["parse_failures"] == 3
+    assert main(argv) == 2  # existing run without --resume
+    assert "--resume" in capsys.readouterr().err
+    assert main([*argv, "--resume"]) == 0
+
+
+@pytest.mark.slow
+def test_data_parallel_eval_under_accelerate_launch(tiny_model, synth, tmp_path):
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--cpu",
+        "--num_processes",
+        "2",
+        "-m",
+        "qponder.cli",
+    ]
+    cmd += [
+        "eval",
+        "--model",
+        str(tiny_model),
+        "--dataset",
+        f"synthetic:{synth}",
+        "--split",
+        "train",
+    ]
+    cmd += [
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+        "--set",
+        "eval.max_new_tokens=4",
+        "--set",
+        "eval.bootstrap=20",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = read_jsonl(out / "predictions.jsonl")
+    assert len(rows) == 28 and len({r["id"] for r in rows}) == 28
+    assert not list(out.glob("predictions.part*"))
+    assert (
+        json.loads((out / "summary.json").read_text())["datasets"]["synthetic"]["parse_failures"]
+        == 28
+    )
+    assert proc.stdout.count('"datasets"') == 1  # the summary is printed once, by the main process

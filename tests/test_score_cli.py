@@ -1,0 +1,190 @@
+"""`qponder score`: one row per image file, bad images reported and skipped over, resumable
+after a kill, JSONL or CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from qponder.cli import main
+from qponder.config import EvalConfig
+from qponder.errors import QponderError
+from qponder.evaluation.io import read_jsonl
+from qponder.inference import Generation, Scorer, expand_image_paths, score_paths
+
+FAST = ["--set", "eval.max_new_tokens=4"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from qponder.models.tiny import build_tiny_model
+
+    path = tmp_path_factory.getbasetemp() / "qponder-tiny-vlm"
+    if not (path / "config.json").exists():
+        build_tiny_model(path, seed=0)
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """5 good images (2 in a sub-folder), a broken JPEG, and a non-image file."""
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        img = Image.fromarray(rng.integers(0, 255, (32 + 4 * i, 40, 3), dtype=np.uint8))
+        img.save(root / ("sub" if i % 2 else ".") / f"img{i}.png")
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF truncated")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+class Backend:
+    """Scores from image height; raises after ``die_after`` calls (a killed run)."""
+
+    def __init__(self, die_after: int | None = None):
+        self.calls = 0
+        self.die_after = die_after
+        self.images = 0
+
+    def generate(self, images, n=1, temperature=1.0):
+        if self.die_after is not None and self.calls >= self.die_after:
+            raise KeyboardInterrupt
+        self.calls += 1
+        self.images += len(images)
+        return [
+            [Generation(f"<think>h</think><answer>{1 + im.height / 20:.2f}</answer>", 2.0)]
+            for im in images
+        ]
+
+
+def scorer(backend, batch_size=2):
+    return Scorer("unused", backend_impl=backend, batch_size=batch_size)
+
+
+def test_folders_are_expanded_recursively_to_images_only(folder):
+    files = expand_image_paths([str(folder)])
+    names = [f.replace(str(folder) + "/", "") for f in files]
+    assert names == [
+        "broken.jpg",
+        "img0.png",
+        "img2.png",
+        "img4.png",
+        "sub/img1.png",
+        "sub/img3.png",
+    ]
+    # globs, explicit files, and duplicates
+    again = expand_image_paths(
+        [str(folder / "*.png"), str(folder / "img0.png"), str(folder / "**" / "img3.png")]
+    )
+    assert [f.rsplit("/", 1)[1] for f in again] == ["img0.png", "img2.png", "img4.png", "img3.png"]
+    with pytest.raises(QponderError, match="no such file"):
+        expand_image_paths([str(folder / "missing.png")])
+    with pytest.raises(QponderError, match="matches no file"):
+        expand_image_paths([str(folder / "*.webp")])
+
+
+def test_cli_scores_a_folder_with_a_broken_image_into_jsonl(tiny_model, folder, tmp_path, capsys):
+    out = tmp_path / "scores.jsonl"
+    code = main(
+        [
+            "score",
+            str(folder),
+            "--model",
+            str(tiny_model),
+            "--out",
+            str(out),
+            "--batch-size",
+            "4",
+            *FAST,
+        ]
+    )
+    assert code == 0
+    rows = read_jsonl(out)
+    assert len(rows) == 6 and len({r["path"] for r in rows}) == 6
+    broken = next(r for r in rows if r["path"].endswith("broken.jpg"))
+    assert broken["score"] is None and broken["error"].startswith("bad_image:")
+    others = [r for r in rows if r is not broken]
+    # the random model never answers: every row is a reported parse failure, none is scored
+    assert all(r["score"] is None and r["error"] == "no_answer" for r in others)
+    assert {"path", "score", "expected_score", "reasoning", "error"} <= set(rows[0])
+    stats = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert (stats["images"], stats["bad_images"], stats["parse_failures"]) == (6, 1, 5)
+
+
+def test_csv_output_has_one_row_per_file(folder, tmp_path):
+    out = tmp_path / "scores.csv"
+    stats = score_paths([str(folder / "*.png")], "unused", out, scorer=scorer(Backend()))
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["path"].rsplit("/", 1)[1] for r in rows] == ["img0.png", "img2.png", "img4.png"]
+    assert float(rows[0]["score"]) == pytest.approx(2.6)
+    assert rows[0]["error"] == "" and stats["scored"] == 3
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_a_killed_run_resumes_without_losing_or_repeating_rows(folder, tmp_path, suffix):
+    out = tmp_path / f"scores{suffix}"
+    with pytest.raises(KeyboardInterrupt):
+        score_paths([str(folder)], "unused", out, scorer=scorer(Backend(die_after=2)))
+    # two batches of two were flushed before the kill; the process also died mid-write
+    with open(out, "a") as fh:
+        fh.write('{"path": "half a ro' if suffix == ".jsonl" else "/half/a,ro")
+    with pytest.raises(QponderError, match="--resume"):
+        score_paths([str(folder)], "unused", out, scorer=scorer(Backend()))
+    backend = Backend()
+    stats = score_paths([str(folder)], "unused", out, resume=True, scorer=scorer(backend))
+    assert stats["skipped"] == 4 and backend.images == 2
+    if suffix == ".jsonl":
+        paths = [r["path"] for r in read_jsonl(out)]
+    else:
+        with open(out, newline="") as fh:
+            paths = [r["path"] for r in csv.DictReader(fh)]
+    assert sorted(paths) == sorted(expand_image_paths([str(folder)]))
+    # a finished run resumed again does nothing
+    backend = Backend()
+    assert (
+        score_paths([str(folder)], "unused", out, resume=True, scorer=scorer(backend))["skipped"]
+        == 6
+    )
+    assert backend.calls == 0
+
+
+def test_cli_resume_flag_skips_rows_already_written(tiny_model, folder, tmp_path):
+    out = tmp_path / "scores.jsonl"
+    first = sorted(expand_image_paths([str(folder)]))[:2]
+    assert main(["score", *first, "--model", str(tiny_model), "--out", str(out), *FAST]) == 0
+    assert main(["score", str(folder), "--model", str(tiny_model), "--out", str(out), *FAST]) == 2
+    assert (
+        main(
+            ["score", str(folder), "--model", str(tiny_model), "--out", str(out), "--resume", *FAST]
+        )
+        == 0
+    )
+    rows = read_jsonl(out)
+    assert len(rows) == 6 and len({r["path"] for r in rows}) == 6
+
+
+def test_sampled_scoring_writes_mean_and_std(folder, tmp_path):
+    class Sampler(Backend):
+        def generate(self, images, n=1, temperature=1.0):
+            return [[Generation(f"<answer>{2 + k}</answer>") for k in range(n)] for _ in images]
+
+    out = tmp_path / "s.jsonl"
+    cfg = EvalConfig(samples=3)
+    sc = Scorer("unused", backend_impl=Sampler(), samples=3, temperature=1.0)
+    score_paths([str(folder / "img0.png")], "unused", out, cfg, scorer=sc)
+    (row,) = read_jsonl(out)
+    assert row["score"] == row["score_mean"] == 3.0 and row["score_std"] == pytest.approx(
+        np.std([2, 3, 4])
+    )
+    assert len(row["samples"]) == 3
+
+
+def test_unknown_output_type_is_refused(folder, tmp_path):
+    with pytest.raises(QponderError, match=r"\.jsonl or \.csv"):
+        score_paths([str(folder)], "unused", tmp_path / "out.txt", scorer=scorer(Backend()))
