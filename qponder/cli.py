@@ -46,6 +46,12 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     q.add_argument("--plot", metavar="FILE.png", help="write a MOS histogram")
     q.add_argument("--no-check-images", action="store_true", help="skip decoding every image")
+    q.add_argument(
+        "--on-error",
+        choices=["raise", "skip"],
+        default="raise",
+        help="bad label rows: stop at the first (default) or skip and list them",
+    )
     q.set_defaults(func=_cmd_data_inspect)
 
     c = dsub.add_parser("convert", help="write any dataset as the generic JSONL")
@@ -53,13 +59,14 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--out", required=True, help="output .jsonl")
     c.add_argument("--images", help="image folder, when it is not where the adapter looks")
     c.add_argument("--split", help="train|val|test (default: all)")
+    c.add_argument("--on-error", choices=["raise", "skip"], default="raise")
     c.set_defaults(func=_cmd_data_convert)
 
     s = dsub.add_parser("synth", help="generate the synthetic distortion dataset (no download)")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--n", type=int, default=1000, help="number of images (default 1000)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--size", type=int, default=None, help="image side in pixels")
+    s.add_argument("--size", type=int, default=None, help="image side in pixels (default 112)")
     s.set_defaults(func=_cmd_data_synth)
 
 
@@ -72,6 +79,7 @@ def _cmd_data_inspect(args: argparse.Namespace) -> int:
         split=args.split,
         check_images=not args.no_check_images,
         plot=args.plot,
+        on_error=args.on_error,
     )
     if args.json:
         print(json.dumps(report))
@@ -85,7 +93,9 @@ def _cmd_data_inspect(args: argparse.Namespace) -> int:
 def _cmd_data_convert(args: argparse.Namespace) -> int:
     from qponder.data.convert import convert_dataset
 
-    n = convert_dataset(args.dataset, args.out, images=args.images, split=args.split)
+    n = convert_dataset(
+        args.dataset, args.out, images=args.images, split=args.split, on_error=args.on_error
+    )
     print(f"wrote {n} samples to {args.out}", file=sys.stderr)
     return 0
 
@@ -108,13 +118,31 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     t = msub.add_parser("tiny", help="build the tiny offline Qwen2.5-VL (random weights)")
     t.add_argument("--out", required=True, help="output folder (a standard checkpoint)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--hidden-size", type=int, default=64, help="language-model width (default 64)")
+    t.add_argument("--layers", type=int, default=2, help="language-model layers (default 2)")
+    t.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
+    t.add_argument("--vision-depth", type=int, default=2, help="vision blocks (default 2)")
+    t.add_argument("--vision-hidden-size", type=int, default=32, help="vision width (default 32)")
+    t.add_argument("--max-pixels", type=int, default=112 * 112, help="pixels per image (default 12544)")
+    t.add_argument("--vocab-size", type=int, default=1024, help="tokenizer vocabulary (default 1024)")
     t.set_defaults(func=_cmd_model_tiny)
 
 
 def _cmd_model_tiny(args: argparse.Namespace) -> int:
     from qponder.models.tiny import build_tiny_model
 
-    path = build_tiny_model(args.out, seed=args.seed)
+    path = build_tiny_model(
+        args.out,
+        seed=args.seed,
+        hidden_size=args.hidden_size,
+        num_layers=args.layers,
+        num_heads=args.heads,
+        num_kv_heads=max(1, args.heads // 2),
+        vision_depth=args.vision_depth,
+        vision_hidden_size=args.vision_hidden_size,
+        max_pixels=args.max_pixels,
+        vocab_size=args.vocab_size,
+    )
     print(f"wrote tiny model to {path}", file=sys.stderr)
     return 0
 
@@ -137,21 +165,35 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, help="blind mode: best of K samples")
     p.add_argument("--mode", choices=["blind", "guided"])
     p.add_argument("--limit", type=int, help="process at most N images")
+    p.add_argument(
+        "--retry-errors",
+        action="store_true",
+        help="process again the images rejected with teacher_error by an earlier run",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_distill)
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from qponder.config import load_recipe
     from qponder.distill import run_distillation
 
     recipe = load_recipe(args.config, args.overrides)
-    for key in ("teacher", "base_url", "model", "concurrency", "timeout", "tolerance", "samples", "mode"):
-        value = getattr(args, key)
-        if value is not None:
-            setattr(recipe.distill, key, value)
-    report = run_distillation(
-        recipe, dataset=args.dataset, split=args.split, out=args.out, limit=args.limit
-    )
+    keys = ("teacher", "base_url", "model", "concurrency", "timeout", "tolerance", "samples", "mode")
+    changes = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    recipe.distill = dataclasses.replace(recipe.distill, **changes)  # validates again
+    if args.base_url and recipe.distill.teacher != "openai":
+        raise CLIError(f"--base-url needs --teacher openai (the teacher is {recipe.distill.teacher})")
+    try:
+        report = run_distillation(
+            recipe, dataset=args.dataset, split=args.split, out=args.out, limit=args.limit,
+            retry_errors=args.retry_errors, progress=not args.no_progress,
+        )
+    except KeyboardInterrupt:
+        print("qponder distill: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
     print(json.dumps(report, indent=2))
     return 0
 
@@ -180,8 +222,16 @@ def _cmd_sft(args: argparse.Namespace) -> int:
     if args.no_cot:
         recipe.sft.no_cot = True
     final = run(recipe, data=args.data, out=args.out, max_steps=args.max_steps)
-    print(f"final checkpoint: {final}", file=sys.stderr)
+    _print_main_process(f"final checkpoint: {final}")
     return 0
+
+
+def _print_main_process(message: str) -> None:
+    """Print to stderr once under ``accelerate launch`` (from the main process)."""
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print(message, file=sys.stderr)
 
 
 def _add_grpo(sub: argparse._SubParsersAction) -> None:
@@ -203,7 +253,7 @@ def _cmd_grpo(args: argparse.Namespace) -> int:
     if args.model:
         recipe.model.path = args.model
     final = run(recipe, dataset=args.dataset, split=args.split, out=args.out, max_steps=args.max_steps)
-    print(f"final checkpoint: {final}", file=sys.stderr)
+    _print_main_process(f"final checkpoint: {final}")
     return 0
 
 
@@ -235,16 +285,21 @@ def build_compare_parser() -> argparse.ArgumentParser:
         prog="qponder eval compare",
         description="Per-dataset metric differences between two eval runs, with 95% CIs.",
     )
-    p.add_argument("run_a")
-    p.add_argument("run_b")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("run_a", help="baseline run directory")
+    p.add_argument("run_b", help="run compared with it (differences are B - A)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(func=_cmd_eval_compare, command="eval compare", verbose=False)
     return p
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
     from qponder.config import load_recipe
     from qponder.evaluation.runner import run_eval
+    from qponder.prompts import load_prompts
 
     recipe = load_recipe(args.config, args.overrides)
     cfg = recipe.eval
@@ -257,16 +312,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             setattr(cfg, key, value)
     summary = run_eval(
         args.model, cfg, out=args.out, model_config=recipe.model, resume=args.resume,
-        base_url=args.base_url,
+        base_url=args.base_url, instruction=load_prompts(recipe.prompts).student_instruction,
     )
-    print(json.dumps(summary, indent=2))
+    if PartialState().is_main_process:  # under accelerate launch, print once
+        print(json.dumps(summary, indent=2))
     return 0
 
 
 def _cmd_eval_compare(args: argparse.Namespace) -> int:
     from qponder.evaluation.compare import compare_runs, format_comparison
 
-    result = compare_runs(args.run_a, args.run_b)
+    result = compare_runs(args.run_a, args.run_b, n_resamples=args.bootstrap, seed=args.seed)
     print(json.dumps(result, indent=2) if args.json else format_comparison(result))
     return 0
 
@@ -288,6 +344,7 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
 def _cmd_score(args: argparse.Namespace) -> int:
     from qponder.config import load_recipe
     from qponder.inference import score_paths
+    from qponder.prompts import load_prompts
 
     recipe = load_recipe(args.config, args.overrides)
     cfg = recipe.eval
@@ -297,7 +354,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
             setattr(cfg, key, value)
     stats = score_paths(
         args.paths, args.model, args.out, cfg, model_config=recipe.model, resume=args.resume,
-        base_url=args.base_url,
+        base_url=args.base_url, instruction=load_prompts(recipe.prompts).student_instruction,
     )
     print(json.dumps(stats), file=sys.stderr)
     return 0

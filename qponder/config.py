@@ -156,6 +156,17 @@ class ValidationConfig:
     max_new_tokens: int = 256
     keep_best: bool = True
 
+    def __post_init__(self) -> None:
+        problems = [
+            f"validation.{name} must be >= 1"
+            for name in ("every_n_steps", "batch_size", "max_new_tokens")
+            if getattr(self, name) < 1
+        ]
+        if self.limit is not None and self.limit < 3:
+            problems.append("validation.limit must be >= 3 (SRCC needs three images), or null")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
 
 @dataclass
 class ScoreRewardConfig:

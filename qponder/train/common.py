@@ -1,0 +1,191 @@
+"""What SFT and GRPO share: policy loading, LoRA, TRL config defaults, resume, final save."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from qponder.config import LoraSettings, ModelConfig, Recipe, save_run_files
+from qponder.errors import QponderError
+
+logger = logging.getLogger(__name__)
+
+FINAL_DIR = "final"
+ADAPTER_DIR = "final-adapter"
+
+
+def _decode_images(batch: dict[str, list]) -> dict[str, list]:
+    """``datasets`` transform: image paths to RGB images through qponder's safe loader."""
+    from qponder.data import load_image
+
+    return {**batch, "image": [load_image(p) for p in batch["image"]]}
+
+
+def image_dataset(rows: list[dict[str, Any]]):
+    """A ``datasets.Dataset`` of rows with an ``image`` path column, decoded on access with
+    :func:`qponder.data.load_image` (EXIF orientation, palette/alpha/CMYK/16-bit to RGB, a
+    pixel limit), exactly as evaluation reads images."""
+    import datasets
+
+    return datasets.Dataset.from_list(rows).with_transform(_decode_images)
+
+
+def lora_config(lora: LoraSettings, freeze_vision: bool = False):
+    """Return PEFT's ``LoraConfig`` for the settings, or None when LoRA is off.
+
+    Args:
+        lora: The recipe's LoRA settings.
+        freeze_vision: Keep adapters out of the vision encoder (``all-linear`` would
+            otherwise also hit its MLP).
+    """
+    if not lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    kwargs: dict[str, Any] = {}
+    if freeze_vision:
+        kwargs["exclude_modules"] = r".*\.visual\..*|.*vision_tower.*|.*vision_model.*"
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+        **kwargs,
+    )
+
+
+def load_policy(recipe: Recipe) -> tuple[Any, Any, bool]:
+    """Load the model to train, with its processor.
+
+    A PEFT adapter folder given as the model is merged into its base first, so that a
+    new LoRA (or full training) starts from the adapted weights and the GRPO reference
+    model is the adapted one.
+
+    Returns:
+        ``(model, processor, merged_adapter)``; ``merged_adapter`` tells that the start
+        point exists only in memory, so the final checkpoint must be a merged one.
+
+    Raises:
+        QponderError: When no model path is set.
+    """
+    from qponder.models import freeze_vision_tower, load_model
+
+    if not recipe.model.path:
+        raise QponderError("no model: pass --model PATH or set model.path in the recipe")
+    model, processor = load_model(recipe.model.path, recipe.model, for_training=True)
+    merged_adapter = False
+    if hasattr(model, "merge_and_unload"):  # an adapter folder: train on the merged weights
+        model = model.merge_and_unload()
+        merged_adapter = True
+    if getattr(processor, "image_processor", None) is None:
+        raise QponderError(f"{recipe.model.path}: not a vision-language model (no image processor)")
+    if recipe.model.freeze_vision:
+        n = freeze_vision_tower(model)
+        logger.info("froze %d vision-encoder tensors", n)
+    return model, processor, merged_adapter
+
+
+def trl_args(cls: type, opts: dict[str, Any], recipe: Recipe, out: Path, max_steps: int | None,
+             defaults: dict[str, Any] | None = None):
+    """Build a TRL config (``SFTConfig``/``GRPOConfig``) from a recipe section.
+
+    Precedence: the section's ``trl`` options, then ``--max-steps``, then qponder's
+    defaults (TensorBoard logging, precision from ``model.dtype``, gradient checkpointing
+    from ``model.gradient_checkpointing``, the recipe seed).
+    """
+    import torch
+
+    from qponder.models import resolve_dtype
+
+    dtype = resolve_dtype(recipe.model.dtype)
+    merged: dict[str, Any] = {
+        "report_to": ["tensorboard"],
+        "seed": recipe.seed,
+        "gradient_checkpointing": recipe.model.gradient_checkpointing,
+        "bf16": dtype == torch.bfloat16,
+        "fp16": dtype == torch.float16,
+        "logging_first_step": True,
+        # Without CUDA, processes started by torchrun/accelerate only form a (gloo) group
+        # when the Trainer is told it runs on the CPU; otherwise each trains alone.
+        "use_cpu": not torch.cuda.is_available(),
+        **(defaults or {}),
+        **opts,
+    }
+    merged["output_dir"] = str(out)
+    if max_steps is not None:
+        merged["max_steps"] = int(max_steps)
+    if merged.get("gradient_checkpointing") and not merged.get("gradient_checkpointing_kwargs"):
+        merged["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    return cls(**merged)
+
+
+def last_checkpoint(out: Path) -> str | None:
+    """The newest ``checkpoint-N`` folder of a run, to resume from; None when there is none."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not out.is_dir():
+        return None
+    return get_last_checkpoint(str(out))
+
+
+def start_run(recipe: Recipe, out: str | os.PathLike) -> Path:
+    """Create the run directory and write ``run_config.yaml`` and ``environment.json``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    # the process group does not exist yet (the Trainer creates it): ask the launcher
+    if int(os.environ.get("RANK", "0")) == 0:
+        save_run_files(out, recipe)
+    return out
+
+
+def save_final(trainer: Any, out: Path, model_cfg: ModelConfig, force_merge: bool = False) -> Path:
+    """Write ``RUN/final``: a standard checkpoint with its processor.
+
+    With LoRA, the adapter goes to ``RUN/final-adapter``; ``RUN/final`` is then the adapter
+    itself (loadable through :func:`qponder.models.load_model`) or, with
+    ``lora.merge_on_save`` (or ``force_merge``), the merged full model.
+    """
+    final = out / FINAL_DIR
+    is_peft = hasattr(trainer.model, "peft_config")
+    merge = is_peft and (model_cfg.lora.merge_on_save or force_merge)
+    target = out / ADAPTER_DIR if merge else final
+    trainer.save_model(str(target))  # gathers ZeRO-3/FSDP shards; main process writes
+    trainer.accelerator.wait_for_everyone()
+    if merge and trainer.accelerator.is_main_process:
+        _merge_adapter(target, final, model_cfg)
+    trainer.accelerator.wait_for_everyone()
+    return final
+
+
+def _merge_adapter(adapter: Path, final: Path, model_cfg: ModelConfig) -> None:
+    """Reload the starting model on the CPU in the training dtype, apply the trained
+    adapter, merge, and save with the processor (whose pixel bounds are the training ones).
+
+    The starting model is ``model_cfg.path`` as training loaded it: when that is itself an
+    adapter, its merged weights (not its base) are what the new adapter was trained on.
+    """
+    import torch
+    from peft import PeftModel
+
+    from qponder.models import load_model, load_processor, resolve_dtype
+
+    names = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}
+    cfg = ModelConfig(
+        dtype=names[resolve_dtype(model_cfg.dtype)],
+        device_map="cpu",
+        trust_remote_code=model_cfg.trust_remote_code,
+        min_pixels=model_cfg.min_pixels,
+        max_pixels=model_cfg.max_pixels,
+    )
+    start, _ = load_model(model_cfg.path, cfg)
+    model = PeftModel.from_pretrained(start, str(adapter)).merge_and_unload()
+    processor = load_processor(adapter, cfg)
+    if final.exists():
+        shutil.rmtree(final)
+    model.save_pretrained(final)
+    processor.save_pretrained(final)
+    logger.info("merged LoRA adapter %s into %s", adapter, final)

@@ -1,0 +1,154 @@
+"""Stage 2: GRPO with the joint score + reasoning-consistency reward (the result is Q-Ponder).
+
+A thin wrapper around TRL's ``GRPOTrainer`` (TRL 1.16, no trainer code copied or
+overridden): each image becomes a conversational prompt (the student instruction with an
+image placeholder) plus ``image``, ``mos`` and ``id`` columns; TRL passes the extra columns
+to the reward functions of :mod:`qponder.rewards`, and logs each reward by name as
+``rewards/<name>/mean`` (``format``, ``score``, ``consistency``, ``ranking``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from qponder.config import Recipe
+from qponder.errors import DatasetError, MissingDependencyError
+from qponder.train.callbacks import METRICS_FILE, MetricsJsonlCallback, build_validation
+from qponder.train.common import (
+    image_dataset,
+    last_checkpoint,
+    load_policy,
+    lora_config,
+    save_final,
+    start_run,
+    trl_args,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def build_dataset(samples: Iterable[Any], instruction: str):
+    """A ``datasets.Dataset`` of GRPO prompts: ``prompt`` (conversational, with an image
+    placeholder), ``image`` (decoded on access, as evaluation reads it), ``mos`` and ``id``.
+
+    Args:
+        samples: Objects with ``id``, ``image_path`` and ``mos`` (:class:`qponder.data.Sample`).
+        instruction: The student instruction.
+
+    Raises:
+        DatasetError: When there are no samples or an image is missing.
+    """
+    from qponder.prompts import student_messages
+
+    prompt = student_messages(instruction)
+    rows = []
+    for s in samples:
+        if not Path(s.image_path).is_file():
+            raise DatasetError(f"sample {s.id!r}: image not found: {s.image_path}")
+        rows.append({"prompt": prompt, "image": str(s.image_path), "mos": float(s.mos), "id": str(s.id)})
+    if not rows:
+        raise DatasetError("GRPO needs at least one training image; the dataset is empty")
+    return image_dataset(rows)
+
+
+def _check_vllm(opts: dict[str, Any]) -> None:
+    if not opts.get("use_vllm"):
+        return
+    from trl.import_utils import is_vllm_available
+
+    if not is_vllm_available():
+        raise MissingDependencyError(
+            "grpo.trl.use_vllm is true but vLLM is not installed; install it with "
+            "`pip install 'qponder[vllm]'` (GPU only) or set grpo.trl.use_vllm=false"
+        )
+
+
+def train(
+    recipe: Recipe,
+    samples: Iterable[Any],
+    out: str | os.PathLike,
+    max_steps: int | None = None,
+    callbacks: list | None = None,
+    judge: Any = None,
+) -> Path:
+    """Run GRPO on rated images.
+
+    Resumes from the newest ``RUN/checkpoint-N`` when there is one.
+
+    Args:
+        recipe: The run's recipe (``model`` and ``grpo`` sections; ``grpo.trl`` holds
+            ``trl.GRPOConfig`` options such as ``num_generations``, ``beta``, ``loss_type``,
+            ``temperature``, ``max_completion_length``, ``learning_rate``, ``use_vllm``).
+        samples: Training samples with ``id``, ``image_path`` and ``mos`` on [1, 5].
+        out: The run directory.
+        max_steps: Overrides ``grpo.trl.max_steps``.
+        callbacks: Extra ``transformers.TrainerCallback`` objects.
+        judge: A ready consistency judge (:class:`qponder.rewards.Judge`), instead of the
+            one ``grpo.consistency`` describes.
+
+    Returns:
+        ``RUN/final``: a checkpoint (or LoRA adapter) with its processor.
+    """
+    from trl import GRPOConfig, GRPOTrainer
+
+    from qponder.prompts import load_prompts
+    from qponder.rewards import build_reward_functions
+
+    _check_vllm(recipe.grpo.trl)
+    out = start_run(recipe, out)
+    instruction = load_prompts(recipe.prompts).student_instruction
+    train_ds = build_dataset(samples, instruction)
+    policy_path = str(recipe.model.path)
+    reward_funcs, weights = build_reward_functions(recipe.grpo, policy_path, recipe.model, judge=judge)
+    # the TRL config first: under DeepSpeed ZeRO-3 it makes from_pretrained load sharded
+    args = trl_args(GRPOConfig, {"reward_weights": weights, **recipe.grpo.trl}, recipe, out, max_steps)
+    model, processor, merged_adapter = load_policy(recipe)
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=args,
+        train_dataset=train_ds,
+        processing_class=processor,  # without it TRL treats the model as text-only
+        peft_config=lora_config(recipe.model.lora, recipe.model.freeze_vision),
+        callbacks=[MetricsJsonlCallback(out / METRICS_FILE), *(callbacks or [])],
+    )
+    validation = build_validation(recipe.grpo.validation, out, instruction, recipe.seed)
+    if validation is not None:
+        validation.attach(trainer)
+    resume = last_checkpoint(out)
+    if resume:
+        logger.info("resuming from %s", resume)
+    trainer.train(resume_from_checkpoint=resume)
+    return save_final(trainer, out, recipe.model, force_merge=merged_adapter)
+
+
+def run(
+    recipe: Recipe,
+    dataset: str,
+    split: str | None,
+    out: str | os.PathLike,
+    max_steps: int | None = None,
+    callbacks: list | None = None,
+) -> Path:
+    """Run GRPO on a dataset given as ``NAME:PATH`` (see :func:`qponder.data.load_dataset`).
+
+    Args:
+        recipe: The run's recipe.
+        dataset: ``NAME:PATH``, e.g. ``koniq:/data/koniq10k`` or ``synthetic:runs/demo/data``.
+        split: The split to train on (``train``), or None for every sample.
+        out: The run directory.
+        max_steps: Overrides ``grpo.trl.max_steps``.
+        callbacks: Extra ``transformers.TrainerCallback`` objects.
+
+    Returns:
+        ``RUN/final``.
+    """
+    from qponder.data import load_dataset
+
+    samples = list(load_dataset(dataset, split))
+    logger.info("GRPO on %d images of %s (split %s)", len(samples), dataset, split)
+    return train(recipe, samples, out, max_steps=max_steps, callbacks=callbacks)

@@ -1,0 +1,190 @@
+"""The tiny offline Qwen2.5-VL is a standard checkpoint that loads and generates like a 7B one."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from qponder.config import LoraSettings, ModelConfig
+from qponder.errors import QponderError
+from qponder.models import freeze_vision_tower, load_model, load_processor, resolve_dtype
+from qponder.models.readout import score_token_ids
+from qponder.models.tiny import build_tiny_model, default_corpus, mrope_section
+from qponder.prompts import DEFAULT_PROMPTS, student_messages
+
+CORPUS = [DEFAULT_PROMPTS.student_instruction, DEFAULT_PROMPTS.teacher_blind] * 5 + [
+    "<think>\nThe image is sharp, with slight noise and good exposure.\n</think>\n<answer>3.47</answer>"
+] * 20
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"), seed=0, corpus=CORPUS)
+
+
+def _image(h=80, w=112, seed=0):
+    rng = np.random.default_rng(seed)
+    return Image.fromarray((rng.random((h, w, 3)) * 255).astype("uint8"))
+
+
+def _generate(model, processor, images, max_new_tokens=6):
+    text = processor.apply_chat_template(student_messages(), add_generation_prompt=True, tokenize=False)
+    processor.tokenizer.padding_side = "left"
+    inputs = processor(text=[text] * len(images), images=images, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    return inputs, out[:, inputs["input_ids"].shape[1] :]
+
+
+def test_tiny_checkpoint_loads_with_plain_transformers(tiny):
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny)
+    tok = AutoTokenizer.from_pretrained(tiny)
+    assert model.config.model_type == "qwen2_5_vl"
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
+    assert "<|im_start|>assistant" in tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False
+    )
+    cfg = json.loads((tiny / "processor_config.json").read_text())
+    assert cfg["processor_class"] == "Qwen2_5_VLProcessor"  # the standard class, not ours
+
+
+def test_digits_are_single_tokens_so_the_expected_score_readout_works(tiny):
+    processor = load_processor(tiny)
+    ids = score_token_ids(processor.tokenizer)
+    assert len(set(ids)) == 5
+    assert processor.tokenizer.tokenize("3.47") == ["3", ".", "4", "7"]
+
+
+def test_format_tags_are_whole_tokens_and_survive_decoding(tiny):
+    tok = load_processor(tiny).tokenizer
+    text = "<think>\nok\n</think>\n<answer>3.47</answer>"
+    pieces = tok.tokenize(text)
+    for tag in ("<think>", "</think>", "<answer>", "</answer>"):
+        assert tag in pieces
+    assert pieces[pieces.index("<answer>") + 1] == "3"  # the score follows the tag directly
+    assert tok.decode(tok(text).input_ids, skip_special_tokens=True) == text
+
+
+def test_load_model_returns_a_processor_with_images_even_without_torchvision(tiny):
+    model, processor = load_model(tiny)
+    assert processor.image_processor is not None
+    assert processor.chat_template is not None
+    assert not model.training
+    assert model.dtype == torch.float32  # dtype auto on CPU
+
+
+def test_batched_generation_uses_pixel_values_and_the_chat_template(tiny):
+    model, processor = load_model(tiny)
+    inputs, new = _generate(model, processor, [_image(), _image(200, 150, seed=1)])
+    assert "pixel_values" in inputs and inputs["image_grid_thw"].shape == (2, 3)
+    image_id = model.config.image_token_id
+    assert (inputs["input_ids"] == image_id).sum() > 0
+    assert new.shape == (2, 6)
+    assert all(isinstance(t, str) for t in processor.batch_decode(new))
+
+
+def test_generation_depends_on_the_image(tiny):
+    model, processor = load_model(tiny)
+    text = processor.apply_chat_template(student_messages(), add_generation_prompt=True, tokenize=False)
+    logits = []
+    for seed in (0, 1):
+        inputs = processor(text=[text], images=[_image(seed=seed)], return_tensors="pt")
+        with torch.no_grad():
+            logits.append(model(**inputs).logits[0, -1])
+    assert not torch.allclose(logits[0], logits[1])
+
+
+def test_pixel_limits_from_the_config_change_the_number_of_image_tokens(tiny):
+    big = load_processor(tiny, ModelConfig(max_pixels=112 * 112))
+    small = load_processor(tiny, ModelConfig(max_pixels=56 * 56))
+    img = _image(224, 224)
+    n_big = int(big.image_processor(images=[img], return_tensors="pt")["image_grid_thw"].prod())
+    n_small = int(small.image_processor(images=[img], return_tensors="pt")["image_grid_thw"].prod())
+    assert n_small < n_big
+
+
+def test_sizes_are_arguments(tmp_path):
+    path = build_tiny_model(
+        tmp_path / "m", corpus=CORPUS, hidden_size=96, num_layers=3, num_heads=4,
+        vision_depth=3, vision_hidden_size=48, max_pixels=56 * 56,
+    )
+    cfg = json.loads((path / "config.json").read_text())
+    text = cfg.get("text_config", cfg)
+    assert text["hidden_size"] == 96 and text["num_hidden_layers"] == 3
+    assert sum(text["rope_parameters"]["mrope_section"]) == 96 // 4 // 2
+    assert cfg["vision_config"]["depth"] == 3 and cfg["vision_config"]["out_hidden_size"] == 96
+    model, processor = load_model(path)
+    _generate(model, processor, [_image()], max_new_tokens=2)
+
+
+def test_mrope_section_matches_qwen_7b():
+    assert mrope_section(128) == [16, 24, 24]
+
+
+def test_lora_adapter_folder_loads_base_plus_adapter(tiny, tmp_path):
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    base, processor = load_model(tiny, for_training=True)
+    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
+    text = processor.apply_chat_template(student_messages(), add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=[text], images=[_image()], return_tensors="pt")
+    peft_model.eval()
+    with torch.no_grad():
+        want = peft_model(**inputs).logits
+    merged, proc2 = load_model(tmp_path / "adapter")  # no processor files: the base's
+    assert proc2.image_processor is not None
+    assert not isinstance(merged, PeftModel)
+    with torch.no_grad():
+        got = merged(**inputs).logits
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    trainable, _ = load_model(tmp_path / "adapter", for_training=True)
+    assert isinstance(trainable, PeftModel)
+    assert any(p.requires_grad for n, p in trainable.named_parameters() if "lora_" in n)
+
+
+def test_freeze_vision_tower_keeps_the_projector_trainable(tiny):
+    model, _ = load_model(tiny, for_training=True)
+    n = freeze_vision_tower(model)
+    assert n > 0
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    assert any("visual.blocks" in name for name in frozen)
+    assert not any("merger" in name or "language_model" in name for name in frozen)
+
+
+def test_a_missing_model_is_a_one_line_error(tmp_path):
+    with pytest.raises(QponderError):
+        load_model(tmp_path / "nope")
+
+
+def test_resolve_dtype():
+    assert resolve_dtype("bfloat16") == torch.bfloat16
+    if not torch.cuda.is_available():
+        assert resolve_dtype("auto") == torch.float32
+
+
+def test_lora_settings_default_is_off():
+    assert LoraSettings().enabled is False
+
+
+def test_cli_builds_the_tiny_model(tmp_path):
+    from qponder.cli import main
+
+    assert main(["model", "tiny", "--out", str(tmp_path / "t"), "--hidden-size", "32", "--heads", "2"]) == 0
+    model, processor = load_model(tmp_path / "t")
+    assert model.config.text_config.hidden_size == 32
+    score_token_ids(processor.tokenizer)
+
+
+def test_default_corpus_includes_the_prompts_and_synthetic_reasoning():
+    pytest.importorskip("qponder.distill.synthetic")
+    corpus = default_corpus(n_completions=20)
+    assert DEFAULT_PROMPTS.student_instruction in corpus
+    assert sum("<answer>" in t for t in corpus) >= 20
