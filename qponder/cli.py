@@ -67,6 +67,13 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--n", type=int, default=1000, help="number of images (default 1000)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--size", type=int, default=None, help="image side in pixels (default 112)")
+    s.add_argument(
+        "--kinds", help="comma-separated distortion kinds to draw from (default: all ten)"
+    )
+    s.add_argument(
+        "--photo-share", type=float, default=None,
+        help="share of photograph crops among the contents (default 0.35; 0 = scenes only)",
+    )
     s.set_defaults(func=_cmd_data_synth)
 
 
@@ -103,8 +110,15 @@ def _cmd_data_convert(args: argparse.Namespace) -> int:
 def _cmd_data_synth(args: argparse.Namespace) -> int:
     from qponder.data.synthetic import make_synthetic_dataset
 
-    kwargs = {"size": args.size} if args.size else {}
-    labels = make_synthetic_dataset(args.out, n=args.n, seed=args.seed, **kwargs)
+    kwargs: dict = {"size": args.size} if args.size else {}
+    if args.kinds:
+        kwargs["kinds"] = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    if args.photo_share is not None:
+        kwargs["photo_share"] = args.photo_share
+    try:
+        labels = make_synthetic_dataset(args.out, n=args.n, seed=args.seed, **kwargs)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     print(f"wrote {labels}", file=sys.stderr)
     return 0
 

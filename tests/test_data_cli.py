@@ -47,6 +47,17 @@ def test_synth_size_option(tmp_path):
     assert Image.open(tmp_path / "images" / "00000.png").size == (48, 48)
 
 
+def test_synth_kinds_option_and_its_error(tmp_path, capsys):
+    out = tmp_path / "s"
+    argv = ["data", "synth", "--out", str(out), "--n", "12", "--kinds", "jpeg, pixelation"]
+    assert main([*argv, "--photo-share", "0"]) == 0
+    assert {s.meta["distortion"] for s in load_dataset(f"synthetic:{out}")} <= {
+        "none", "jpeg", "pixelation", "jpeg+pixelation", "pixelation+jpeg"
+    }
+    assert main(["data", "synth", "--out", str(out), "--n", "2", "--kinds", "fog"]) == 2
+    assert "unknown distortion kind(s) ['fog']" in capsys.readouterr().err
+
+
 def test_inspect_json_and_plot(synth_dir, tmp_path, capsys):
     plot = tmp_path / "hist.png"
     assert main(["data", "inspect", f"synthetic:{synth_dir}", "--json", "--plot", str(plot)]) == 0

@@ -155,6 +155,24 @@ def test_size_is_configurable(tmp_path):
     assert Image.open(tmp_path / first).size == (64, 64)
 
 
+def test_kinds_and_photo_share_restrict_what_is_drawn(tmp_path):
+    kinds = ["overexposure", "contrast_loss"]
+    make_synthetic_dataset(tmp_path, n=60, seed=3, kinds=kinds, photo_share=0.0)
+    rows = _rows(tmp_path)
+    drawn = {d["kind"] for r in rows for d in json.loads(r["distortions"])}
+    assert drawn == set(kinds)
+    assert {r["content_kind"] for r in rows} == {"procedural"}
+    info = json.loads((tmp_path / "synthetic.json").read_text())
+    assert info["kinds"] == kinds and info["photo_share"] == 0.0
+
+
+def test_an_unknown_kind_is_refused_with_the_known_ones(tmp_path):
+    with pytest.raises(ValueError, match="unknown distortion kind.*'blurr'.*gaussian_blur"):
+        make_synthetic_dataset(tmp_path, n=5, kinds=["blurr"])
+    with pytest.raises(ValueError, match="photo_share"):
+        make_synthetic_dataset(tmp_path, n=5, photo_share=1.5)
+
+
 @pytest.mark.slow
 def test_a_thousand_images_in_under_a_minute(tmp_path):
     start = time.perf_counter()

@@ -33,7 +33,7 @@ import io
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -338,14 +338,13 @@ def _unit_hash(*parts: object) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def _draw_distortions(rng: np.random.Generator) -> list[dict]:
+def _draw_distortions(rng: np.random.Generator, kinds: list[str]) -> list[dict]:
     if rng.random() < PRISTINE_SHARE:
         return []
-    kinds = list(DISTORTIONS)
     first = kinds[int(rng.integers(len(kinds)))]
     chosen = [first]
-    if rng.random() < TWO_DISTORTION_SHARE:
-        others = [k for k in kinds if k != first and frozenset({first, k}) not in _CONFLICTS]
+    others = [k for k in kinds if k != first and frozenset({first, k}) not in _CONFLICTS]
+    if others and rng.random() < TWO_DISTORTION_SHARE:
         chosen.append(others[int(rng.integers(len(others)))])
     return [{"kind": k, "level": int(rng.integers(1, 6))} for k in chosen]
 
@@ -382,10 +381,19 @@ def image_splits(n: int, seed: int) -> list[str]:
     return [splits[j] for j in order]
 
 
-def _render(i: int, seed: int, size: int, photos: list[str], scenes: list[str]) -> dict:
-    """Render image ``i`` from content drawn among ``photos``/``scenes`` (one split's pools)."""
+def _render(
+    i: int,
+    seed: int,
+    size: int,
+    photos: list[str],
+    scenes: list[str],
+    kinds: list[str],
+    photo_share: float = PHOTO_SHARE,
+) -> dict:
+    """Render image ``i`` from content drawn among ``photos``/``scenes`` (one split's pools),
+    degraded with distortions drawn among ``kinds``."""
     rng = np.random.default_rng([seed, i])
-    use_photo = bool(photos) and (not scenes or rng.random() < PHOTO_SHARE)
+    use_photo = bool(photos) and (not scenes or rng.random() < photo_share)
     if use_photo:
         content = photos[int(rng.integers(len(photos)))]
         base, box = photo_crop(content, size, rng)
@@ -398,7 +406,7 @@ def _render(i: int, seed: int, size: int, photos: list[str], scenes: list[str]) 
             "a synthetic scene of coloured shapes, stripes and lines",
             None,
         )
-    distortions = _draw_distortions(rng)
+    distortions = _draw_distortions(rng, kinds)
     img = apply_distortions(base, distortions, rng)
     q_content = CONTENT_QUALITY[0] + (CONTENT_QUALITY[1] - CONTENT_QUALITY[0]) * _unit_hash(
         seed, content
@@ -459,7 +467,12 @@ def model_description() -> dict:
 
 
 def make_synthetic_dataset(
-    out: str | Path, n: int = 1000, seed: int = 0, size: int = DEFAULT_SIZE
+    out: str | Path,
+    n: int = 1000,
+    seed: int = 0,
+    size: int = DEFAULT_SIZE,
+    kinds: Sequence[str] | None = None,
+    photo_share: float = PHOTO_SHARE,
 ) -> Path:
     """Write the synthetic dataset: ``out/images/*.png``, ``out/labels.csv``, ``out/synthetic.json``.
 
@@ -468,17 +481,27 @@ def make_synthetic_dataset(
         n: Number of images.
         seed: Seed of everything: content, distortions, rater noise and split.
         size: Image side in pixels; distortion amounts are given at 112 px and scale with it.
+        kinds: Distortion kinds to draw from (keys of ``DISTORTIONS``); all of them when None.
+        photo_share: Share of images whose content is a photograph crop (0 = procedural
+            scenes only).
 
     Returns:
         The path of ``labels.csv``; read it back with ``load_dataset("synthetic:" + out)``.
 
     Raises:
-        ValueError: ``n < 1`` or ``size < 16``.
+        ValueError: ``n < 1``, ``size < 16``, an unknown kind or a share outside [0, 1].
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if size < 16:
         raise ValueError(f"size must be >= 16 px, got {size}")
+    kinds = list(DISTORTIONS) if kinds is None else list(dict.fromkeys(kinds))
+    unknown = [k for k in kinds if k not in DISTORTIONS]
+    if unknown or not kinds:
+        what = f"unknown distortion kind(s) {unknown}" if unknown else "no distortion kind given"
+        raise ValueError(f"{what}; known: {', '.join(DISTORTIONS)}")
+    if not 0.0 <= photo_share <= 1.0:
+        raise ValueError(f"photo_share must lie in [0, 1], got {photo_share}")
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     contents, split_of = _contents(n, seed)
@@ -494,7 +517,7 @@ def make_synthetic_dataset(
         writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
         for i, split in enumerate(image_splits(n, seed)):
-            item = _render(i, seed, size, *pools[split])
+            item = _render(i, seed, size, *pools[split], kinds, photo_share)
             Image.fromarray(item["pixels"]).save(out / item["row"]["image"], format="PNG")
             writer.writerow({**item["row"], "split": split})
     info = {
@@ -502,6 +525,8 @@ def make_synthetic_dataset(
         "n": n,
         "seed": seed,
         "size": size,
+        "kinds": kinds,
+        "photo_share": photo_share,
         "split_fractions": SPLIT_FRACTIONS,
         "contents": {c: split_of[c] for c in contents},
         "model": model_description(),
