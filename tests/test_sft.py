@@ -72,6 +72,14 @@ def test_rows_become_conversational_prompt_completion_pairs_with_an_image(tmp_pa
     assert rows[0]["completion"] == [{"role": "assistant", "content": COMPLETION.replace("3.47", "1.50")}]
 
 
+def test_row_order_of_the_file_does_not_change_the_training_rows(tmp_path):
+    path = write_cold_start(tmp_path, n=5)
+    rows = read_cold_start(path)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(reversed(lines)) + "\n")  # another completion order
+    assert read_cold_start(path) == rows
+
+
 def test_no_cot_keeps_only_the_answer(tmp_path):
     rows = read_cold_start(write_cold_start(tmp_path, n=2), no_cot=True)
     assert rows[1]["completion"][0]["content"] == "<answer>4.50</answer>"

@@ -59,7 +59,9 @@ def read_cold_start(path: str | os.PathLike, no_cot: bool = False) -> list[dict[
         no_cot: Replace each completion by its answer block (the paper's ablation).
 
     Returns:
-        Rows ``{"image": path, "prompt": [user turn], "completion": [assistant turn], "id"}``.
+        Rows ``{"image": path, "prompt": [user turn], "completion": [assistant turn], "id"}``,
+        sorted by id: a concurrent distillation writes its images in the order they finish,
+        and the same data must give the same (seeded) training.
 
     Raises:
         DatasetError: Naming the file and line of a malformed row or a missing image.
@@ -97,7 +99,7 @@ def read_cold_start(path: str | os.PathLike, no_cot: bool = False) -> list[dict[
         )
     if not rows:
         raise DatasetError(f"{path}: no rows")
-    return rows
+    return sorted(rows, key=lambda r: r["id"])
 
 
 def build_dataset(rows: list[dict[str, Any]]):
