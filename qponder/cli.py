@@ -378,17 +378,31 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the whole pipeline on a tiny offline model, CPU only")
+    p = sub.add_parser(
+        "demo",
+        help="the whole pipeline on a tiny offline model and synthetic data, CPU only",
+        description="Build a tiny Qwen2.5-VL and synthetic data, distil, SFT (with and without "
+        "CoT), GRPO, evaluate every stage; writes DIR/report.md and DIR/summary.json. "
+        "Running again on the same --out resumes.",
+    )
+    _add_common_run_args(p)
+    p.set_defaults(config="tiny-demo")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--quick", action="store_true", help="a shorter run (about a minute)")
+    p.add_argument(
+        "--quick", action="store_true", help="the recipe's demo.quick settings (a few minutes)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from qponder.demo import run_demo
 
-    summary = run_demo(args.out, quick=args.quick)
-    print(json.dumps(summary["stages"], indent=2))
+    summary = run_demo(
+        args.out, quick=args.quick, config=args.config, overrides=args.overrides,
+        progress=not args.no_progress,
+    )
+    print(json.dumps({k: summary[k] for k in ("stages", "targets", "wall_s", "peak_rss_gib")}, indent=2))
     return 0
 
 

@@ -1,7 +1,7 @@
 """Typed run configuration: one YAML recipe per run, any key overridable from the command line.
 
 A recipe has one section per stage (``model``, ``prompts``, ``distill``, ``sft``, ``grpo``,
-``eval``). Each section is a dataclass; TRL's own options live in the ``trl`` mapping of the
+``eval``, and ``demo`` for ``qponder demo``). Each section is a dataclass; TRL's own options live in the ``trl`` mapping of the
 ``sft``/``grpo`` sections and are checked against ``trl.SFTConfig``/``trl.GRPOConfig``
 without building them. A key that belongs to TRL may also be written directly in the
 section (``--set grpo.num_generations=8``): it is routed to ``trl``.
@@ -241,6 +241,45 @@ class EvalConfig:
 
 
 @dataclass
+class TinyModelConfig:
+    """Sizes of the tiny offline Qwen2.5-VL (:func:`qponder.models.tiny.build_tiny_model`)."""
+
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    vision_hidden_size: int = 32
+    vision_depth: int = 2
+    vision_heads: int = 2
+    vocab_size: int = 1024
+    seed: int = 0
+
+
+@dataclass
+class DemoConfig:
+    """``qponder demo``: the data and model it builds, and how it runs the stages."""
+
+    n_images: int = 1000  # synthetic images (70 % train, 10 % val, 20 % test)
+    data_seed: int = 0
+    kinds: list[str] | None = None  # distortion kinds of the synthetic data; None = all
+    photo_share: float = 0.35  # photograph crops among the contents; 0 = procedural only
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    eval_limit: int | None = None  # test images scored per stage; None = the whole split
+    parallel_sft: bool = True  # train the CoT and answer-only SFT side by side, a core each
+    quick: list[str] = field(default_factory=list)  # --set overrides applied by --quick
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.n_images < 20:
+            problems.append("demo.n_images must be >= 20")
+        if not 0.0 <= self.photo_share <= 1.0:
+            problems.append("demo.photo_share must lie in [0, 1]")
+        if self.eval_limit is not None and self.eval_limit < 3:
+            problems.append("demo.eval_limit must be >= 3 (SRCC needs three images), or null")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+
+@dataclass
 class Recipe:
     """A whole run: one section per stage."""
 
@@ -250,6 +289,7 @@ class Recipe:
     sft: SFTRunConfig = field(default_factory=SFTRunConfig)
     grpo: GRPORunConfig = field(default_factory=GRPORunConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
     seed: int = 42
 
 

@@ -1,0 +1,195 @@
+"""The demo's ``report.md`` and its figures: the stage table, the targets, training curves
+(loss, validation SRCC, GRPO reward components) and one scatter plot per stage."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from qponder.train.callbacks import read_metrics
+
+REWARD_NAMES = ("format", "score", "consistency", "ranking")
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    pts = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+    return [s for s, _ in pts], [v for _, v in pts]
+
+
+def plot_training(runs: dict[str, Path], out: str | os.PathLike) -> Path:
+    """Training loss and validation SRCC of the SFT runs, validation SRCC of GRPO.
+
+    Args:
+        runs: Stage name -> run directory (with ``metrics.jsonl``); ``qponder`` is GRPO.
+        out: PNG path.
+    """
+    fig = _figure(12.0, 3.6)
+    loss_ax, val_ax, grpo_ax = fig.subplots(1, 3)
+    for stage, run in runs.items():
+        records = read_metrics(Path(run) / "metrics.jsonl")
+        steps, vals = _series(records, "val/srcc")
+        if stage == "qponder":
+            grpo_ax.plot(steps, vals, marker="o", ms=3, label="Q-Ponder (GRPO)")
+            continue
+        ls, lv = _series([r for r in records if "train_loss" not in r], "loss")
+        loss_ax.plot(ls, lv, label=stage)
+        val_ax.plot(steps, vals, marker="o", ms=3, label=stage)
+    for ax, title in (
+        (loss_ax, "SFT loss (completion tokens)"),
+        (val_ax, "SFT: validation SRCC"),
+        (grpo_ax, "GRPO: validation SRCC"),
+    ):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    loss_ax.set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(out)
+    return Path(out)
+
+
+def plot_rewards(grpo_run: Path, out: str | os.PathLike) -> Path:
+    """Mean of each GRPO reward component per logging step."""
+    records = read_metrics(Path(grpo_run) / "metrics.jsonl")
+    fig = _figure(6.0, 3.6)
+    ax = fig.add_subplot()
+    for name in REWARD_NAMES:
+        steps, vals = _series(records, f"rewards/{name}/mean")
+        if steps:
+            ax.plot(steps, vals, label=name)
+    ax.set_title("GRPO reward components (mean per step)", fontsize=9)
+    ax.set_xlabel("step")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    return Path(out)
+
+
+def plot_stage_scatters(
+    rows: dict[str, list[dict[str, Any]]], titles: dict[str, str], out: str | os.PathLike
+) -> Path:
+    """One panel per stage: parsed score against MOS on the test split."""
+    fig = _figure(3.2 * len(rows), 3.4)
+    axes = fig.subplots(1, len(rows), squeeze=False)[0]
+    for ax, (stage, stage_rows) in zip(axes, rows.items(), strict=True):
+        pairs = [(r["score"], r["mos"]) for r in stage_rows if r.get("score") is not None]
+        if pairs:
+            ax.scatter(
+                [p for p, _ in pairs], [m for _, m in pairs], s=6, alpha=0.5, edgecolors="none"
+            )
+        failed = len(stage_rows) - len(pairs)
+        ax.text(0.97, 0.03, f"parse failures {failed}/{len(stage_rows)}", transform=ax.transAxes,
+                ha="right", va="bottom", fontsize=7)  # fmt: skip
+        ax.plot([1, 5], [1, 5], color="grey", lw=0.8, ls="--")
+        ax.set_xlim(0.8, 5.2)
+        ax.set_ylim(0.8, 5.2)
+        ax.set_title(titles[stage], fontsize=8)
+        ax.set_xlabel("predicted score")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("MOS")
+    fig.tight_layout()
+    fig.savefig(out)
+    return Path(out)
+
+
+def _num(x: Any, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def _verdict(v: bool | None) -> str:
+    return {True: "met", False: "**not met**", None: "n/a"}[v]
+
+
+def format_report(summary: dict[str, Any], titles: dict[str, str], commands: list[str]) -> str:
+    """The Markdown text of ``report.md``."""
+    lines = [
+        "# qponder demo",
+        "",
+        f"Whole pipeline on the tiny offline Qwen2.5-VL and synthetic data{' (--quick)' if summary.get('quick') else ''}: "
+        f"{summary['wall_s']:.0f} s wall time, peak memory {summary['peak_rss_gib']:.2f} GiB "
+        "(resident memory of the demo and its subprocesses, summed).",
+        "",
+        "## Held-out test split",
+        "",
+        "| stage | SRCC | SRCC 95% CI | PLCC | parse failures | consistency (mean abs gap to judge) |",
+        "| --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for stage, s in summary["stages"].items():
+        ci = s.get("srcc_ci95")
+        ci_text = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+        lines.append(
+            f"| {titles[stage]} | {_num(s['srcc'])} | {ci_text} | {_num(s['plcc'])} | "
+            f"{s['parse_failures']}/{s['n']} | {_num(s['consistency'])} |"
+        )
+    lines += [
+        "",
+        "Consistency: the frozen Q-Ponder-CI (GRPO's judge) reads each reasoning without the "
+        "image and the answer; its probability-weighted score is compared with the answer. "
+        "Lower is more consistent; n/a where there is no reasoning or no parsed answer.",
+        "",
+        "## Targets",
+        "",
+        "| target | result |",
+        "| --- | --- |",
+    ]
+    lines += [f"| {k.replace('_', ' ')} | {_verdict(v)} |" for k, v in summary["targets"].items()]
+    lines += [
+        "",
+        "## Figures",
+        "",
+        "![scatter](scatter.png)",
+        "",
+        "![training](training.png)",
+        "",
+        "![rewards](rewards.png)",
+        "",
+        "## Stage times (s)",
+        "",
+        *[f"- {k}: {v:.0f}" for k, v in summary["stage_seconds"].items()],
+        "",
+        "## How each training stage was run",
+        "",
+        "```",
+        *commands,
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(paths: Any, recipe: Any, summary: dict[str, Any]) -> Path:
+    """Write ``report.md``, ``scatter.png``, ``training.png`` and ``rewards.png``."""
+    from qponder.demo import STAGE_TITLES, STAGES, _stage_command
+    from qponder.evaluation.io import read_jsonl
+
+    root = paths.root
+    rows = {s: read_jsonl(paths.eval(s) / "predictions.jsonl") for s in STAGES}
+    plot_stage_scatters(rows, STAGE_TITLES, root / "scatter.png")
+    plot_training(
+        {s: paths.run(s) for s in ("sft_nocot", "qponder_ci", "qponder")}, root / "training.png"
+    )
+    plot_rewards(paths.run("qponder"), root / "rewards.png")
+    commands = [
+        "qponder " + " ".join(_stage_command(paths, s))
+        for s in ("qponder_ci", "sft_nocot", "qponder")
+    ]
+    text = format_report(summary, STAGE_TITLES, commands)
+    tmp = root / "report.md.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, root / "report.md")
+    return root / "report.md"
