@@ -227,7 +227,7 @@ def distill(recipe: Recipe, paths: DemoPaths) -> dict[str, Any]:
     )
 
 
-def _stage_command(paths: DemoPaths, stage: str) -> list[str]:
+def stage_command(paths: DemoPaths, stage: str) -> list[str]:
     """The ``qponder`` command that trains ``stage``."""
     common = ["--config", str(paths.recipe), "--out", str(paths.run(stage))]
     if stage == "qponder":
@@ -239,7 +239,7 @@ def _stage_command(paths: DemoPaths, stage: str) -> list[str]:
 
 def _planned_steps(trl: dict[str, Any], n_rows: int) -> int | None:
     """Optimizer steps a TRL run will take on ``n_rows`` examples on one process."""
-    if trl.get("max_steps", -1) and trl.get("max_steps", -1) > 0:
+    if int(trl.get("max_steps", -1)) > 0:
         return int(trl["max_steps"])
     per_step = int(trl.get("per_device_train_batch_size", 8)) * int(
         trl.get("gradient_accumulation_steps", 1)
@@ -278,7 +278,7 @@ def train_stages(
     for stage in todo:
         section = recipe.grpo if stage == "qponder" else recipe.sft
         log = open(paths.logs / f"{stage}.log", "a", encoding="utf-8")  # noqa: SIM115
-        cmd = [sys.executable, "-m", "qponder.cli", *_stage_command(paths, stage)]
+        cmd = [sys.executable, "-m", "qponder.cli", *stage_command(paths, stage)]
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)

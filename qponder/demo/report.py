@@ -174,7 +174,7 @@ def format_report(summary: dict[str, Any], titles: dict[str, str], commands: lis
 
 def write_report(paths: Any, recipe: Any, summary: dict[str, Any]) -> Path:
     """Write ``report.md``, ``scatter.png``, ``training.png`` and ``rewards.png``."""
-    from qponder.demo import STAGE_TITLES, STAGES, _stage_command
+    from qponder.demo import STAGE_TITLES, STAGES, stage_command
     from qponder.evaluation.io import read_jsonl
 
     root = paths.root
@@ -185,7 +185,7 @@ def write_report(paths: Any, recipe: Any, summary: dict[str, Any]) -> Path:
     )
     plot_rewards(paths.run("qponder"), root / "rewards.png")
     commands = [
-        "qponder " + " ".join(_stage_command(paths, s))
+        "qponder " + " ".join(stage_command(paths, s))
         for s in ("qponder_ci", "sft_nocot", "qponder")
     ]
     text = format_report(summary, STAGE_TITLES, commands)
