@@ -71,7 +71,9 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         "--kinds", help="comma-separated distortion kinds to draw from (default: all ten)"
     )
     s.add_argument(
-        "--photo-share", type=float, default=None,
+        "--photo-share",
+        type=float,
+        default=None,
         help="share of photograph crops among the contents (default 0.35; 0 = scenes only)",
     )
     s.set_defaults(func=_cmd_data_synth)
@@ -128,7 +130,7 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
 
 def _add_model(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("model", help="model utilities")
-    msub = p.add_subparsers(dest="model_cmd", required=True, metavar="{tiny}")
+    msub = p.add_subparsers(dest="model_cmd", required=True, metavar="{tiny,pretrain-vision}")
     t = msub.add_parser("tiny", help="build the tiny offline Qwen2.5-VL (random weights)")
     t.add_argument("--out", required=True, help="output folder (a standard checkpoint)")
     t.add_argument("--seed", type=int, default=0)
@@ -137,9 +139,69 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
     t.add_argument("--vision-depth", type=int, default=2, help="vision blocks (default 2)")
     t.add_argument("--vision-hidden-size", type=int, default=32, help="vision width (default 32)")
-    t.add_argument("--max-pixels", type=int, default=112 * 112, help="pixels per image (default 12544)")
-    t.add_argument("--vocab-size", type=int, default=1024, help="tokenizer vocabulary (default 1024)")
+    t.add_argument(
+        "--max-pixels", type=int, default=112 * 112, help="pixels per image (default 12544)"
+    )
+    t.add_argument(
+        "--vocab-size", type=int, default=1024, help="tokenizer vocabulary (default 1024)"
+    )
     t.set_defaults(func=_cmd_model_tiny)
+    v = msub.add_parser(
+        "pretrain-vision",
+        help="pretrain a Qwen-VL vision tower on image statistics (self-supervised, no MOS)",
+        description="Pretrain the vision encoder and projector of MODEL, in place, to predict "
+        "each image's low-level statistics (luminance, clipping, chroma, edge energy, channel "
+        "means): the tiny model's stand-in for a pretrained encoder. MOS is not used.",
+    )
+    v.add_argument("--model", required=True, help="a Qwen-VL checkpoint folder, changed in place")
+    v.add_argument("--dataset", required=True, metavar="NAME:PATH", help="images to learn from")
+    v.add_argument("--split", default="train", help="split of the dataset (default train)")
+    v.add_argument("--limit", type=int, default=None, help="use at most N images")
+    v.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")
+    v.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    v.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--no-progress", action="store_true", help="no progress bar")
+    v.set_defaults(func=_cmd_model_pretrain_vision)
+
+
+def _cmd_model_pretrain_vision(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from qponder.data import load_dataset, load_image
+    from qponder.errors import BadImageError
+    from qponder.models.pretext import pretrain_vision
+
+    samples = list(load_dataset(args.dataset, args.split))[: args.limit]
+    images, bad = [], 0
+    for s in tqdm(samples, desc="loading images", disable=args.no_progress, unit="img"):
+        try:
+            images.append(load_image(s.image_path))
+        except BadImageError as exc:
+            bad += 1
+            logging.getLogger("qponder").warning("skipped: %s", exc)
+    result = pretrain_vision(
+        args.model,
+        images,
+        steps=args.steps,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    print(
+        json.dumps(
+            {
+                "images": result.n_images,
+                "bad_images": bad,
+                "steps": result.steps,
+                "loss_first": round(result.loss_first, 4),
+                "loss_last": round(result.loss_last, 4),
+                "seconds": result.seconds,
+            }
+        )  # fmt: skip
+    )
+    return 0
 
 
 def _cmd_model_tiny(args: argparse.Namespace) -> int:
@@ -195,15 +257,31 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     from qponder.distill import run_distillation
 
     recipe = load_recipe(args.config, args.overrides)
-    keys = ("teacher", "base_url", "model", "concurrency", "timeout", "tolerance", "samples", "mode")
+    keys = (
+        "teacher",
+        "base_url",
+        "model",
+        "concurrency",
+        "timeout",
+        "tolerance",
+        "samples",
+        "mode",
+    )
     changes = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     recipe.distill = dataclasses.replace(recipe.distill, **changes)  # validates again
     if args.base_url and recipe.distill.teacher != "openai":
-        raise CLIError(f"--base-url needs --teacher openai (the teacher is {recipe.distill.teacher})")
+        raise CLIError(
+            f"--base-url needs --teacher openai (the teacher is {recipe.distill.teacher})"
+        )
     try:
         report = run_distillation(
-            recipe, dataset=args.dataset, split=args.split, out=args.out, limit=args.limit,
-            retry_errors=args.retry_errors, progress=not args.no_progress,
+            recipe,
+            dataset=args.dataset,
+            split=args.split,
+            out=args.out,
+            limit=args.limit,
+            retry_errors=args.retry_errors,
+            progress=not args.no_progress,
         )
     except KeyboardInterrupt:
         print("qponder distill: interrupted; run the same command again to resume", file=sys.stderr)
@@ -216,7 +294,9 @@ def _cmd_distill(args: argparse.Namespace) -> int:
 
 
 def _add_sft(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sft", help="stage 1b: supervised fine-tuning on cold-start data (Q-Ponder-CI)")
+    p = sub.add_parser(
+        "sft", help="stage 1b: supervised fine-tuning on cold-start data (Q-Ponder-CI)"
+    )
     _add_common_run_args(p)
     p.add_argument("--data", required=True, help="cold-start JSONL from qponder distill")
     p.add_argument("--model", help="student model path or hub name")
@@ -266,7 +346,9 @@ def _cmd_grpo(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.config, args.overrides)
     if args.model:
         recipe.model.path = args.model
-    final = run(recipe, dataset=args.dataset, split=args.split, out=args.out, max_steps=args.max_steps)
+    final = run(
+        recipe, dataset=args.dataset, split=args.split, out=args.out, max_steps=args.max_steps
+    )
     _print_main_process(f"final checkpoint: {final}")
     return 0
 
@@ -282,7 +364,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     _add_common_run_args(p)
     p.add_argument("--model", required=True, help="checkpoint, or served name for --backend openai")
     p.add_argument("--dataset", action="append", required=True, help="NAME:PATH (repeatable)")
-    p.add_argument("--split", default=None, help="split to evaluate (default: test where one exists)")
+    p.add_argument(
+        "--split", default=None, help="split to evaluate (default: test where one exists)"
+    )
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--limit", type=int, help="at most N images per dataset")
     p.add_argument("--batch-size", type=int)
@@ -325,8 +409,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         if value is not None:
             setattr(cfg, key, value)
     summary = run_eval(
-        args.model, cfg, out=args.out, model_config=recipe.model, resume=args.resume,
-        base_url=args.base_url, instruction=load_prompts(recipe.prompts).student_instruction,
+        args.model,
+        cfg,
+        out=args.out,
+        model_config=recipe.model,
+        resume=args.resume,
+        base_url=args.base_url,
+        instruction=load_prompts(recipe.prompts).student_instruction,
     )
     if PartialState().is_main_process:  # under accelerate launch, print once
         print(json.dumps(summary, indent=2))
@@ -367,8 +456,14 @@ def _cmd_score(args: argparse.Namespace) -> int:
         if value is not None:
             setattr(cfg, key, value)
     stats = score_paths(
-        args.paths, args.model, args.out, cfg, model_config=recipe.model, resume=args.resume,
-        base_url=args.base_url, instruction=load_prompts(recipe.prompts).student_instruction,
+        args.paths,
+        args.model,
+        args.out,
+        cfg,
+        model_config=recipe.model,
+        resume=args.resume,
+        base_url=args.base_url,
+        instruction=load_prompts(recipe.prompts).student_instruction,
     )
     print(json.dumps(stats), file=sys.stderr)
     return 0
@@ -399,10 +494,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from qponder.demo import run_demo
 
     summary = run_demo(
-        args.out, quick=args.quick, config=args.config, overrides=args.overrides,
+        args.out,
+        quick=args.quick,
+        config=args.config,
+        overrides=args.overrides,
         progress=not args.no_progress,
     )
-    print(json.dumps({k: summary[k] for k in ("stages", "targets", "wall_s", "peak_rss_gib")}, indent=2))
+    print(
+        json.dumps(
+            {k: summary[k] for k in ("stages", "targets", "wall_s", "peak_rss_gib")}, indent=2
+        )
+    )
     return 0
 
 
@@ -430,7 +532,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"qponder {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_data, _add_model, _add_distill, _add_sft, _add_grpo, _add_eval, _add_score, _add_demo, _add_env):
+    for add in (
+        _add_data,
+        _add_model,
+        _add_distill,
+        _add_sft,
+        _add_grpo,
+        _add_eval,
+        _add_score,
+        _add_demo,
+        _add_env,
+    ):
         add(sub)
     return parser
 

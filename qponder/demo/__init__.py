@@ -179,31 +179,48 @@ def _say(message: str) -> None:
     print(f"[qponder demo] {message}", file=sys.stderr, flush=True)
 
 
-def build_model(recipe: Recipe, paths: DemoPaths) -> None:
-    """Stage 1: the tiny offline Qwen2.5-VL (skipped when ``DIR/tiny`` is complete)."""
+def build_model(recipe: Recipe, paths: DemoPaths, progress: bool = False) -> None:
+    """Stage 2: the tiny offline Qwen2.5-VL, its vision tower pretrained on the pretext
+    task over the training images when ``demo.tiny.pretext_steps`` > 0 (each part skipped
+    when ``DIR/tiny`` already has it)."""
+    from qponder.models.pretext import pretext_record, pretrain_vision
     from qponder.models.tiny import build_tiny_model
 
-    if (paths.tiny / "model.safetensors").is_file() and (paths.tiny / "config.json").is_file():
-        return
     t = recipe.demo.tiny
-    build_tiny_model(
-        paths.tiny,
-        seed=t.seed,
-        hidden_size=t.hidden_size,
-        num_layers=t.num_layers,
-        num_heads=t.num_heads,
-        num_kv_heads=max(1, t.num_heads // 2),
-        vision_hidden_size=t.vision_hidden_size,
-        vision_depth=t.vision_depth,
-        vision_heads=t.vision_heads,
-        vocab_size=t.vocab_size,
-        min_pixels=recipe.model.min_pixels or 56 * 56,
-        max_pixels=recipe.model.max_pixels or 112 * 112,
-    )
+    if not (
+        (paths.tiny / "model.safetensors").is_file() and (paths.tiny / "config.json").is_file()
+    ):
+        build_tiny_model(
+            paths.tiny,
+            seed=t.seed,
+            hidden_size=t.hidden_size,
+            num_layers=t.num_layers,
+            num_heads=t.num_heads,
+            num_kv_heads=max(1, t.num_heads // 2),
+            vision_hidden_size=t.vision_hidden_size,
+            vision_depth=t.vision_depth,
+            vision_heads=t.vision_heads,
+            vocab_size=t.vocab_size,
+            min_pixels=recipe.model.min_pixels or 56 * 56,
+            max_pixels=recipe.model.max_pixels or 112 * 112,
+        )
+    if t.pretext_steps > 0 and pretext_record(paths.tiny) is None:
+        from qponder.data import load_dataset, load_image
+
+        images = [load_image(s.image_path) for s in load_dataset(paths.dataset, "train")]
+        pretrain_vision(
+            paths.tiny,
+            images,
+            steps=t.pretext_steps,
+            learning_rate=t.pretext_learning_rate,
+            batch_size=t.pretext_batch_size,
+            seed=t.seed,
+            progress=progress,
+        )
 
 
 def build_data(recipe: Recipe, paths: DemoPaths) -> None:
-    """Stage 2: the synthetic dataset (skipped when ``DIR/data/synthetic.json``, written
+    """Stage 1: the synthetic dataset (skipped when ``DIR/data/synthetic.json``, written
     last, exists)."""
     from qponder.data.synthetic import make_synthetic_dataset
 
@@ -324,6 +341,19 @@ def evaluate(recipe: Recipe, paths: DemoPaths, stage: str) -> dict[str, Any]:
     return next(iter(summary["datasets"].values()))
 
 
+def expected_score_srcc(rows: Sequence[dict[str, Any]]) -> float | None:
+    """SRCC against MOS of the expected-score read-out (probability-weighted over the score
+    digits at the answer position) of prediction rows; None when fewer than two rows have
+    one or it is constant. Unlike the parsed answer, it does not tie within a quality band."""
+    from qponder.evaluation.metrics import srcc
+
+    pairs = [(r["expected_score"], r["mos"]) for r in rows if r.get("expected_score") is not None]
+    if len(pairs) < 2 or len({p for p, _ in pairs}) < 2:
+        return None
+    value = srcc([p for p, _ in pairs], [m for _, m in pairs])
+    return None if math.isnan(value) else float(value)
+
+
 def consistency_gaps(judge: Any, rows: Sequence[dict[str, Any]]) -> list[float]:
     """``|answer - judge-implied score|`` for every prediction with a score and reasoning.
 
@@ -415,6 +445,7 @@ def run_demo(
         "models": {"qponder_ci", "qponder"}, "wall_s", "peak_rss_gib", "targets", ...}``.
     """
     from qponder.demo.report import write_report
+    from qponder.evaluation.io import read_jsonl
 
     start = time.monotonic()
     paths = DemoPaths(Path(out))
@@ -431,8 +462,8 @@ def run_demo(
         return result
 
     with PeakMemory() as memory:
-        timed("tiny model", build_model, recipe, paths)
         timed("synthetic data", build_data, recipe, paths)
+        timed("tiny model", build_model, recipe, paths, progress)
         distill_report = timed("distillation", distill, recipe, paths)
         sft = ["qponder_ci", "sft_nocot"]
         if recipe.demo.parallel_sft:
@@ -462,6 +493,7 @@ def run_demo(
             "n": results[s]["n"],
             "n_judged": consistency[s]["n_judged"],
             "srcc_ci95": (results[s].get("ci95") or {}).get("srcc"),
+            "srcc_expected": expected_score_srcc(read_jsonl(paths.eval(s) / "predictions.jsonl")),
             "model": str(paths.model(s)),
         }
         for s in STAGES

@@ -126,21 +126,25 @@ def format_report(summary: dict[str, Any], titles: dict[str, str], commands: lis
         "",
         "## Held-out test split",
         "",
-        "| stage | SRCC | SRCC 95% CI | PLCC | parse failures | consistency (mean abs gap to judge) |",
-        "| --- | ---: | --- | ---: | ---: | ---: |",
+        "| stage | SRCC | SRCC 95% CI | PLCC | parse failures | consistency (mean abs gap to judge) "
+        "| SRCC of the expected score |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for stage, s in summary["stages"].items():
         ci = s.get("srcc_ci95")
         ci_text = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
         lines.append(
             f"| {titles[stage]} | {_num(s['srcc'])} | {ci_text} | {_num(s['plcc'])} | "
-            f"{s['parse_failures']}/{s['n']} | {_num(s['consistency'])} |"
+            f"{s['parse_failures']}/{s['n']} | {_num(s['consistency'])} | "
+            f"{_num(s.get('srcc_expected'))} |"
         )
     lines += [
         "",
         "Consistency: the frozen Q-Ponder-CI (GRPO's judge) reads each reasoning without the "
         "image and the answer; its probability-weighted score is compared with the answer. "
-        "Lower is more consistent; n/a where there is no reasoning or no parsed answer.",
+        "Lower is more consistent; n/a where there is no reasoning or no parsed answer. "
+        "The expected score is the probability-weighted score digit at the answer position "
+        "(next to the parsed answer in predictions.jsonl); the SRCC column is of the parsed answer.",
         "",
         "## Targets",
         "",
@@ -188,6 +192,14 @@ def write_report(paths: Any, recipe: Any, summary: dict[str, Any]) -> Path:
         "qponder " + " ".join(stage_command(paths, s))
         for s in ("qponder_ci", "sft_nocot", "qponder")
     ]
+    t = recipe.demo.tiny
+    if t.pretext_steps > 0:
+        commands.insert(
+            0,
+            f"qponder model pretrain-vision --model {paths.tiny} --dataset {paths.dataset} "
+            f"--steps {t.pretext_steps} --lr {t.pretext_learning_rate} "
+            f"--batch-size {t.pretext_batch_size} --seed {t.seed}",
+        )
     text = format_report(summary, STAGE_TITLES, commands)
     tmp = root / "report.md.tmp"
     tmp.write_text(text, encoding="utf-8")

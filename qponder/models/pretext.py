@@ -1,0 +1,253 @@
+"""Perception pretraining of a Qwen-VL vision tower on low-level image statistics.
+
+A real student (Qwen2.5-VL-7B) comes with a vision encoder pretrained on billions of
+images; the tiny offline model's encoder is random, and learning to see from the IQA
+fine-tuning signal alone takes it far longer than the demo's budget (docs/demo.md). This
+module gives it a cheap stand-in for that pretraining: a self-supervised pretext task in
+which the encoder (with the projector into the language model) learns to regress each
+image's low-level statistics (luminance, clipping, percentiles, chroma, edge energy,
+channel means) through a temporary linear head. No quality label is used, so the pretext
+can run on the training images without touching their MOS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qponder.errors import QponderError
+
+logger = logging.getLogger(__name__)
+
+STATISTICS: tuple[str, ...] = (
+    "luminance_mean",
+    "luminance_std",
+    "highlight_clip",  # share of pixels with luminance > 0.95
+    "shadow_clip",  # share of pixels with luminance < 0.05
+    "luminance_p05",
+    "luminance_p50",
+    "luminance_p95",
+    "chroma_mean",  # max - min over R, G, B
+    "chroma_std",
+    "laplacian_mean",  # mean |4-neighbour Laplacian| of the luminance
+    "gradient_mean",  # mean |horizontal difference| of the luminance
+    "red_mean",
+    "green_mean",
+    "blue_mean",
+)
+PRETEXT_FILE = "pretext.json"
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def image_statistics(image: Any) -> np.ndarray:
+    """The low-level statistics of an RGB image, in the order of :data:`STATISTICS`.
+
+    Args:
+        image: A PIL image (converted to RGB) or an ``(H, W, 3)`` uint8 array.
+
+    Returns:
+        A float32 vector of ``len(STATISTICS)`` values; pixel values are on [0, 1].
+
+    Example:
+        >>> grey = np.full((8, 8, 3), 255, dtype=np.uint8)
+        >>> dict(zip(STATISTICS, image_statistics(grey).round(3)))["highlight_clip"]
+        1.0
+    """
+    a = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image, dtype=np.float32)
+    if a.ndim != 3 or a.shape[2] != 3 or min(a.shape[:2]) < 3:
+        raise ValueError(f"image_statistics needs an RGB image of at least 3x3, got {a.shape}")
+    a = a / 255.0
+    g = a @ _LUMA
+    chroma = a.max(axis=2) - a.min(axis=2)
+    lap = np.abs(4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:])
+    p05, p50, p95 = np.percentile(g, [5, 50, 95])
+    return np.array(
+        [
+            g.mean(),
+            g.std(),
+            (g > 0.95).mean(),
+            (g < 0.05).mean(),
+            p05,
+            p50,
+            p95,
+            chroma.mean(),
+            chroma.std(),
+            lap.mean(),
+            np.abs(np.diff(g, axis=1)).mean(),
+            *a.reshape(-1, 3).mean(axis=0),
+        ],
+        dtype=np.float32,
+    )
+
+
+@dataclass
+class PretextResult:
+    """What :func:`pretrain_vision` did; also written to ``MODEL/pretext.json``."""
+
+    steps: int
+    learning_rate: float
+    batch_size: int
+    seed: int
+    n_images: int
+    statistics: list[str] = field(default_factory=lambda: list(STATISTICS))
+    loss_first: float = float(
+        "nan"
+    )  # mean MSE (standardised statistics) of the first 10 % of steps
+    loss_last: float = float("nan")  # ... of the last 10 %
+    seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)
+
+
+def pretext_record(model_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``pretext.json`` of a pretrained model folder, or None when it has none."""
+    path = Path(model_dir) / PRETEXT_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _visual(model: Any) -> Any:
+    for owner in (getattr(model, "model", None), model):
+        vis = getattr(owner, "visual", None)
+        if vis is not None:
+            return vis
+    raise QponderError(
+        "pretrain_vision: the model has no Qwen-VL vision tower (model.visual); "
+        "the pretext task supports Qwen2-VL, Qwen2.5-VL and Qwen3-VL models"
+    )
+
+
+def _save_weights(model: Any, model_dir: Path) -> None:
+    """Write the model into ``model_dir`` without ever leaving a torn checkpoint: save to
+    a sibling folder, then move each file over the old one."""
+    tmp = model_dir.with_name(model_dir.name + ".pretext-tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    for f in tmp.iterdir():
+        os.replace(f, model_dir / f.name)
+    tmp.rmdir()
+
+
+def pretrain_vision(
+    model_dir: str | os.PathLike,
+    images: Sequence[Any],
+    *,
+    steps: int = 300,
+    learning_rate: float = 1e-3,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: bool = True,
+) -> PretextResult:
+    """Pretrain the vision tower of the model in ``model_dir`` on the pretext task, in place.
+
+    The encoder and its projector learn to predict the standardised
+    :func:`image_statistics` of each image from the mean of its visual tokens, through a
+    linear head that is thrown away afterwards (one-cycle schedule, AdamW, MSE). Only the
+    vision tower's weights change; the language model, tokenizer and processor stay as
+    they were. The folder then holds ``pretext.json`` (a :class:`PretextResult`).
+
+    Args:
+        model_dir: A Qwen-VL checkpoint folder (e.g. from :func:`qponder.models.tiny.build_tiny_model`).
+        images: PIL images; the statistics are computed on them as given, the encoder sees
+            them through the model's image processor.
+        steps: Optimisation steps.
+        learning_rate: Peak learning rate.
+        batch_size: Images per step (at most ``len(images)``).
+        seed: Seed of the head, the batches and the schedule.
+        progress: Show a progress bar.
+
+    Returns:
+        The :class:`PretextResult`.
+
+    Raises:
+        QponderError: When there are fewer than two images, ``steps < 1``, or the model has
+            no Qwen-VL vision tower.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from qponder.config import ModelConfig
+    from qponder.models import load_model
+
+    if len(images) < 2:
+        raise QponderError(f"pretrain_vision: needs at least 2 images, got {len(images)}")
+    if steps < 1:
+        raise QponderError(f"pretrain_vision: steps must be >= 1, got {steps}")
+    model_dir = Path(model_dir)
+    start = time.monotonic()
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    model, processor = load_model(model_dir, ModelConfig(dtype="float32"), for_training=True)
+    vis = _visual(model)
+    image_processor = getattr(processor, "image_processor", None)
+    if image_processor is None:
+        raise QponderError(f"pretrain_vision: {model_dir} has no image processor")
+
+    stats = np.stack([image_statistics(im) for im in images])
+    targets = torch.tensor((stats - stats.mean(0)) / (stats.std(0) + 1e-6))
+    batch = min(batch_size, len(images))
+    width = (
+        vis.merger.mlp[-1].out_features
+        if hasattr(vis, "merger")
+        else model.config.text_config.hidden_size
+    )
+    head = torch.nn.Linear(width, targets.shape[1])
+    params = [*vis.parameters(), *head.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    optimiser = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=learning_rate, total_steps=steps, pct_start=0.1
+    )
+    vis.train()
+    losses: list[float] = []
+    bar = tqdm(range(steps), desc="vision pretext", disable=not progress, unit="step")
+    for _ in bar:
+        idx = rng.sample(range(len(images)), batch)
+        enc = image_processor(images=[images[i] for i in idx], return_tensors="pt")
+        out = vis(enc["pixel_values"], grid_thw=enc["image_grid_thw"])
+        out = getattr(out, "pooler_output", out)  # transformers 5 returns a model output
+        tokens = enc["image_grid_thw"].prod(-1) // (getattr(vis, "spatial_merge_size", 2) ** 2)
+        pooled = torch.stack([t.mean(0) for t in torch.split(out, tokens.tolist())])
+        loss = torch.nn.functional.mse_loss(head(pooled), targets[idx])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        losses.append(round(float(loss.detach()), 5))
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    vis.eval()
+    _save_weights(model, model_dir)
+    tenth = max(1, steps // 10)
+    result = PretextResult(
+        steps=steps,
+        learning_rate=learning_rate,
+        batch_size=batch,
+        seed=seed,
+        n_images=len(images),
+        loss_first=float(np.mean(losses[:tenth])),
+        loss_last=float(np.mean(losses[-tenth:])),
+        seconds=round(time.monotonic() - start, 1),
+        losses=losses,
+    )
+    tmp = model_dir / (PRETEXT_FILE + ".tmp")
+    tmp.write_text(json.dumps(asdict(result), indent=1))
+    os.replace(tmp, model_dir / PRETEXT_FILE)
+    logger.info(
+        "vision pretext: %d steps on %d images, loss %.3f -> %.3f, %.0f s",
+        steps, len(images), result.loss_first, result.loss_last, result.seconds,
+    )  # fmt: skip
+    return result
+
+
+__all__ = ["STATISTICS", "PretextResult", "image_statistics", "pretext_record", "pretrain_vision"]
