@@ -14,7 +14,13 @@ from safetensors.torch import load_file
 
 from qponder.errors import QponderError
 from qponder.models import load_model
-from qponder.models.pretext import STATISTICS, image_statistics, pretext_record, pretrain_vision
+from qponder.models.pretext import (
+    STATISTICS,
+    image_statistics,
+    pretext_record,
+    pretrain_vision,
+    warmup_cosine,
+)
 from qponder.models.tiny import build_tiny_model
 from tests.test_models import CORPUS
 
@@ -117,6 +123,28 @@ def test_pretext_refuses_too_few_images_or_steps(pretrained):
         pretrain_vision(path, _images(1), steps=5, progress=False)
     with pytest.raises(QponderError, match="steps must be >= 1"):
         pretrain_vision(path, _images(4), steps=0, progress=False)
+
+
+def test_schedule_warms_up_then_decays_for_any_number_of_steps():
+    assert warmup_cosine(0, 1) == 1.0  # a single step runs at the full rate
+    factors = [warmup_cosine(s, 100) for s in range(100)]
+    assert factors[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
+    assert factors[10] == 1.0 and all(
+        a >= b for a, b in zip(factors[10:], factors[11:], strict=False)
+    )
+    assert 0 < factors[-1] < 0.01
+
+
+@pytest.mark.parametrize("steps", [1, 3, 10])
+def test_few_steps_work(tmp_path, steps):
+    path = build_tiny_model(tmp_path / "tiny", seed=0, corpus=CORPUS)
+    result = pretrain_vision(path, _images(4), steps=steps, batch_size=2, progress=False)
+    assert len(result.losses) == steps
+
+
+def test_pretext_refuses_a_path_that_is_not_a_model_folder(tmp_path):
+    with pytest.raises(QponderError, match="not a model folder"):
+        pretrain_vision(tmp_path / "nope", _images(4), steps=2, progress=False)
 
 
 def test_cli_pretrains_on_a_dataset(tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -59,8 +60,8 @@ def image_statistics(image: Any) -> np.ndarray:
         A float32 vector of ``len(STATISTICS)`` values; pixel values are on [0, 1].
 
     Example:
-        >>> grey = np.full((8, 8, 3), 255, dtype=np.uint8)
-        >>> dict(zip(STATISTICS, image_statistics(grey).round(3)))["highlight_clip"]
+        >>> white = np.full((8, 8, 3), 255, dtype=np.uint8)
+        >>> float(image_statistics(white)[STATISTICS.index("highlight_clip")])
         1.0
     """
     a = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image, dtype=np.float32)
@@ -114,6 +115,21 @@ def pretext_record(model_dir: str | os.PathLike) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def warmup_cosine(step: int, total: int, warmup_share: float = 0.1) -> float:
+    """Learning-rate factor at ``step`` of ``total``: linear warm-up over the first
+    ``warmup_share`` of the steps (at least one), then a cosine decay to zero.
+
+    Example:
+        >>> [round(warmup_cosine(s, 10), 3) for s in (0, 1, 5, 9)]
+        [1.0, 1.0, 0.587, 0.03]
+    """
+    warmup = max(1, int(total * warmup_share))
+    if step < warmup:
+        return (step + 1) / warmup
+    span = max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / span)))
+
+
 def _visual(model: Any) -> Any:
     for owner in (getattr(model, "model", None), model):
         vis = getattr(owner, "visual", None)
@@ -150,7 +166,7 @@ def pretrain_vision(
 
     The encoder and its projector learn to predict the standardised
     :func:`image_statistics` of each image from the mean of its visual tokens, through a
-    linear head that is thrown away afterwards (one-cycle schedule, AdamW, MSE). Only the
+    linear head that is thrown away afterwards (AdamW, MSE, :func:`warmup_cosine`). Only the
     vision tower's weights change; the language model, tokenizer and processor stay as
     they were. The folder then holds ``pretext.json`` (a :class:`PretextResult`).
 
@@ -182,6 +198,8 @@ def pretrain_vision(
     if steps < 1:
         raise QponderError(f"pretrain_vision: steps must be >= 1, got {steps}")
     model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise QponderError(f"pretrain_vision: {model_dir} is not a model folder (no config.json)")
     start = time.monotonic()
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -206,9 +224,7 @@ def pretrain_vision(
     for p in params:
         p.requires_grad_(True)
     optimiser = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=learning_rate, total_steps=steps, pct_start=0.1
-    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: warmup_cosine(step, steps))
     vis.train()
     losses: list[float] = []
     bar = tqdm(range(steps), desc="vision pretext", disable=not progress, unit="step")
