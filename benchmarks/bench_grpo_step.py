@@ -105,7 +105,9 @@ def make_samples(folder: Path, n: int, side: int = 112) -> list[SimpleNamespace]
     for i in range(n):
         path = folder / f"b{i}.png"
         Image.fromarray((rng.random((side, side, 3)) * 255).astype("uint8")).save(path)
-        out.append(SimpleNamespace(id=f"b{i}", image_path=str(path), mos=1.0 + 4.0 * i / max(1, n - 1)))
+        out.append(
+            SimpleNamespace(id=f"b{i}", image_path=str(path), mos=1.0 + 4.0 * i / max(1, n - 1))
+        )
     return out
 
 
@@ -141,7 +143,13 @@ def cpu_breakdown(steps: int, generations: int, completion_length: int) -> dict:
             "judge": (Judge, "implied_scores"),
         }
         with timed_methods(targets) as times:
-            train(recipe, make_samples(tmp / "img", 16), tmp / "run", max_steps=steps, callbacks=[timer])
+            train(
+                recipe,
+                make_samples(tmp / "img", 16),
+                tmp / "run",
+                max_steps=steps,
+                callbacks=[timer],
+            )
         judge_all = judge_all_parsed(model, 2 * generations)
     step = _median_after_warmup(timer.steps)
     gen = _median_after_warmup(times["generation"])
@@ -203,7 +211,15 @@ def build_random_7b(out: Path) -> Path:
     tiny = build_tiny_model(out / "tiny-processor")
     processor = load_processor(tiny)
     tiny_cfg = json.loads((tiny / "config.json").read_text())
-    ids = {k: tiny_cfg[k] for k in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")}
+    ids = {
+        k: tiny_cfg[k]
+        for k in (
+            "image_token_id",
+            "video_token_id",
+            "vision_start_token_id",
+            "vision_end_token_id",
+        )
+    }
     tok = processor.tokenizer
     text = {**QWEN2_5_VL_7B["text"], "rope_parameters": {"rope_type": "default", "rope_theta": 1e6,
             "mrope_section": [16, 24, 24]}, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}  # fmt: skip
@@ -232,12 +248,19 @@ def gpu_section(steps: int) -> list[dict]:
         model = build_random_7b(tmp)
         samples = make_samples(tmp / "img", 16, side=448)
         cold = tmp / "cold.jsonl"
-        completion = "<think>\n" + "The image is sharp with slight noise. " * 40 + "\n</think>\n<answer>3.50</answer>"
+        completion = (
+            "<think>\n"
+            + "The image is sharp with slight noise. " * 40
+            + "\n</think>\n<answer>3.50</answer>"
+        )
         cold.write_text("".join(
             json.dumps({"id": s.id, "image": s.image_path, "mos": s.mos, "prompt": "Rate the image.",
                         "completion": completion}) + "\n" for s in samples
         ))  # fmt: skip
-        for variant, config in (("lora", "qwen2.5-vl-7b-koniq-lora"), ("full", "qwen2.5-vl-7b-koniq")):
+        for variant, config in (
+            ("lora", "qwen2.5-vl-7b-koniq-lora"),
+            ("full", "qwen2.5-vl-7b-koniq"),
+        ):
             common = [f"model.path={model}", "model.attn_implementation=sdpa", "sft.validation.dataset=null",
                       "grpo.validation.dataset=null", "sft.trl.report_to=[]", "grpo.trl.report_to=[]",
                       "sft.trl.save_steps=100000", "grpo.trl.save_steps=100000",
@@ -268,7 +291,9 @@ def gpu_section(steps: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=6, help="GRPO steps on the tiny model (first is warm-up)")
+    p.add_argument(
+        "--steps", type=int, default=6, help="GRPO steps on the tiny model (first is warm-up)"
+    )
     p.add_argument("--generations", type=int, default=4, help="rollouts per image")
     p.add_argument("--completion-length", type=int, default=128, help="max_completion_length")
     p.add_argument("--gpu", action="store_true", help="also run the 7B-sized GPU section")
@@ -276,7 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="FILE", help="also write the results to FILE")
     args = p.parse_args(argv)
 
-    results = [{"section": "cpu-tiny-grpo", **cpu_breakdown(args.steps, args.generations, args.completion_length)}]
+    results = [
+        {
+            "section": "cpu-tiny-grpo",
+            **cpu_breakdown(args.steps, args.generations, args.completion_length),
+        }
+    ]
     print(json.dumps(results[-1], indent=2))
     if args.gpu:
         import torch

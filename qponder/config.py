@@ -128,8 +128,9 @@ class DistillConfig:
         if self.samples < 1:
             problems.append("distill.samples must be >= 1")
         if self.samples > 1 and self.temperature <= 0:
-            problems.append("distill.samples > 1 needs distill.temperature > 0 (else the "
-                            "samples are identical)")
+            problems.append(
+                "distill.samples > 1 needs distill.temperature > 0 (else the samples are identical)"
+            )
         if self.concurrency < 1:
             problems.append("distill.concurrency must be >= 1")
         if self.timeout <= 0:
@@ -350,7 +351,9 @@ def _route_trl_keys(data: dict[str, Any], problems: list[str]) -> None:
         sec = data.get(section)
         if not isinstance(sec, dict):
             continue
-        own = {f.name for f in dataclasses.fields(SFTRunConfig if section == "sft" else GRPORunConfig)}
+        own = {
+            f.name for f in dataclasses.fields(SFTRunConfig if section == "sft" else GRPORunConfig)
+        }
         stray = [k for k in sec if k not in own]
         trl_keys = set(sec.get("trl") or {})
         if not stray and not trl_keys:
@@ -394,7 +397,9 @@ def _check_type(value: Any, tp: Any) -> bool:
     return True
 
 
-def build_dataclass(cls: type, data: dict[str, Any] | None, prefix: str, problems: list[str]) -> Any:
+def build_dataclass(
+    cls: type, data: dict[str, Any] | None, prefix: str, problems: list[str]
+) -> Any:
     """Build ``cls`` from a mapping, recursing into nested dataclasses.
 
     Problems (unknown keys, wrong types, failed validation) are appended to ``problems``
@@ -437,7 +442,9 @@ def resolve_recipe_path(name: str | os.PathLike) -> Path:
     raise ConfigError(f"recipe {str(name)!r} not found (neither a file nor in {CONFIG_DIR})")
 
 
-def load_recipe(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Recipe:
+def load_recipe(
+    path: str | os.PathLike | None = None, overrides: list[str] | None = None
+) -> Recipe:
     """Load a YAML recipe (or the defaults when ``path`` is None) and apply overrides.
 
     Args:
@@ -498,7 +505,16 @@ def environment_info() -> dict[str, Any]:
     from importlib import metadata
 
     versions = {}
-    for pkg in ("qponder", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "vllm"):
+    for pkg in (
+        "qponder",
+        "torch",
+        "transformers",
+        "trl",
+        "peft",
+        "accelerate",
+        "datasets",
+        "vllm",
+    ):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

@@ -43,7 +43,14 @@ def test_every_problem_is_reported_at_once_with_its_key(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_recipe(path)
     msg = str(info.value)
-    for needle in ("bad.yaml", "model.colour", "model.dtype", "grpo.rewards", "grpo.trl.num_generationz", "distill.samples"):
+    for needle in (
+        "bad.yaml",
+        "model.colour",
+        "model.dtype",
+        "grpo.rewards",
+        "grpo.trl.num_generationz",
+        "distill.samples",
+    ):
         assert needle in msg
 
 

@@ -50,7 +50,11 @@ def test_the_lora_variant_differs_only_where_lora_needs_it():
     full, lora = load_recipe("qwen2.5-vl-7b-koniq"), load_recipe("qwen2.5-vl-7b-koniq-lora")
     assert lora.model.lora.enabled and lora.model.lora.merge_on_save and lora.model.freeze_vision
     assert lora.sft.trl["learning_rate"] > full.sft.trl["learning_rate"]
-    assert lora.distill == full.distill and lora.eval == full.eval and lora.grpo.rewards == full.grpo.rewards
+    assert (
+        lora.distill == full.distill
+        and lora.eval == full.eval
+        and lora.grpo.rewards == full.grpo.rewards
+    )
 
 
 @pytest.mark.parametrize("path", ACCELERATE, ids=lambda p: p.stem)
@@ -69,7 +73,11 @@ def test_the_accelerate_set_covers_one_gpu_eight_gpus_and_several_nodes():
     stages = {}
     for path in ACCELERATE:
         raw = yaml.safe_load(path.read_text())
-        stages[path.stem] = (raw["num_machines"], raw["num_processes"], (raw.get("deepspeed_config") or {}).get("zero_stage"))
+        stages[path.stem] = (
+            raw["num_machines"],
+            raw["num_processes"],
+            (raw.get("deepspeed_config") or {}).get("zero_stage"),
+        )
     assert (1, 1, None) in stages.values()
     assert (1, 8, 2) in stages.values() and (1, 8, 3) in stages.values()
     assert any(machines > 1 for machines, _, _ in stages.values())

@@ -52,7 +52,11 @@ def test_synth_kinds_option_and_its_error(tmp_path, capsys):
     argv = ["data", "synth", "--out", str(out), "--n", "12", "--kinds", "jpeg, pixelation"]
     assert main([*argv, "--photo-share", "0"]) == 0
     assert {s.meta["distortion"] for s in load_dataset(f"synthetic:{out}")} <= {
-        "none", "jpeg", "pixelation", "jpeg+pixelation", "pixelation+jpeg"
+        "none",
+        "jpeg",
+        "pixelation",
+        "jpeg+pixelation",
+        "pixelation+jpeg",
     }
     assert main(["data", "synth", "--out", str(out), "--n", "2", "--kinds", "fog"]) == 2
     assert "unknown distortion kind(s) ['fog']" in capsys.readouterr().err

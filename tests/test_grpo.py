@@ -95,7 +95,9 @@ class _RewardSpy(TrainerCallback):
     """Records that the policy weights changed (a real optimisation step happened)."""
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        self.before = {
+            n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad
+        }
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self.changed = any(

@@ -32,7 +32,9 @@ def _image(h=80, w=112, seed=0):
 
 
 def _generate(model, processor, images, max_new_tokens=6):
-    text = processor.apply_chat_template(student_messages(), add_generation_prompt=True, tokenize=False)
+    text = processor.apply_chat_template(
+        student_messages(), add_generation_prompt=True, tokenize=False
+    )
     processor.tokenizer.padding_side = "left"
     inputs = processor(text=[text] * len(images), images=images, return_tensors="pt", padding=True)
     with torch.no_grad():
@@ -91,7 +93,9 @@ def test_batched_generation_uses_pixel_values_and_the_chat_template(tiny):
 
 def test_generation_depends_on_the_image(tiny):
     model, processor = load_model(tiny)
-    text = processor.apply_chat_template(student_messages(), add_generation_prompt=True, tokenize=False)
+    text = processor.apply_chat_template(
+        student_messages(), add_generation_prompt=True, tokenize=False
+    )
     logits = []
     for seed in (0, 1):
         inputs = processor(text=[text], images=[_image(seed=seed)], return_tensors="pt")
@@ -111,8 +115,14 @@ def test_pixel_limits_from_the_config_change_the_number_of_image_tokens(tiny):
 
 def test_sizes_are_arguments(tmp_path):
     path = build_tiny_model(
-        tmp_path / "m", corpus=CORPUS, hidden_size=96, num_layers=3, num_heads=4,
-        vision_depth=3, vision_hidden_size=48, max_pixels=56 * 56,
+        tmp_path / "m",
+        corpus=CORPUS,
+        hidden_size=96,
+        num_layers=3,
+        num_heads=4,
+        vision_depth=3,
+        vision_hidden_size=48,
+        max_pixels=56 * 56,
     )
     cfg = json.loads((path / "config.json").read_text())
     text = cfg.get("text_config", cfg)
@@ -131,10 +141,16 @@ def test_lora_adapter_folder_loads_base_plus_adapter(tiny, tmp_path):
     from peft import LoraConfig, PeftModel, get_peft_model
 
     base, processor = load_model(tiny, for_training=True)
-    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model = get_peft_model(
+        base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     peft_model.save_pretrained(tmp_path / "adapter")
-    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
-    text = processor.apply_chat_template(student_messages(), add_generation_prompt=True, tokenize=False)
+    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())[
+        "base_model_name_or_path"
+    ]
+    text = processor.apply_chat_template(
+        student_messages(), add_generation_prompt=True, tokenize=False
+    )
     inputs = processor(text=[text], images=[_image()], return_tensors="pt")
     peft_model.eval()
     with torch.no_grad():
@@ -177,7 +193,10 @@ def test_lora_settings_default_is_off():
 def test_cli_builds_the_tiny_model(tmp_path):
     from qponder.cli import main
 
-    assert main(["model", "tiny", "--out", str(tmp_path / "t"), "--hidden-size", "32", "--heads", "2"]) == 0
+    assert (
+        main(["model", "tiny", "--out", str(tmp_path / "t"), "--hidden-size", "32", "--heads", "2"])
+        == 0
+    )
     model, processor = load_model(tmp_path / "t")
     assert model.config.text_config.hidden_size == 32
     score_token_ids(processor.tokenizer)

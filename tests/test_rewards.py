@@ -102,7 +102,9 @@ def test_consistency_reward_compares_answer_with_judge_reading():
     b = "<think>\nclean\n</think>"
     judge = TableJudge({a: 2.0, b: 4.5})
     reward = ConsistencyReward(judge, sigma=0.5)
-    values = reward([conv(a + "\n<answer>2.00</answer>"), b + "\n<answer>3.50</answer>", "no answer"])
+    values = reward(
+        [conv(a + "\n<answer>2.00</answer>"), b + "\n<answer>3.50</answer>", "no answer"]
+    )
     assert values[0] == pytest.approx(1.0)
     assert values[1] == pytest.approx(math.exp(-1.0 / (2 * 0.25)))
     assert values[2] == 0.0  # unparsable: 0.0, and the judge is not asked
@@ -113,7 +115,10 @@ def test_consistency_reward_compares_answer_with_judge_reading():
 
 
 def test_consistency_values_missing_judge_reading_gives_zero():
-    assert consistency_values([3.0, 3.0], [None, 3.5], sigma=1.0) == [0.0, pytest.approx(math.exp(-0.125))]
+    assert consistency_values([3.0, 3.0], [None, 3.5], sigma=1.0) == [
+        0.0,
+        pytest.approx(math.exp(-0.125)),
+    ]
 
 
 def _phi(x: float) -> float:
@@ -141,8 +146,14 @@ def test_ranking_reward_equal_mos_uses_half_ground_truth():
 
 
 def test_ranking_reward_undefined_without_other_images_and_zero_when_unparsable():
-    assert ranking_reward(["<answer>3</answer>", "<answer>4</answer>"], mos=[3, 3], id=["a", "a"]) == [None, None]
-    values = ranking_reward(["<answer>x</answer>", "<answer>4</answer>", "<answer>2</answer>"], mos=[4, 4, 2], id=["a", "a", "b"])
+    assert ranking_reward(
+        ["<answer>3</answer>", "<answer>4</answer>"], mos=[3, 3], id=["a", "a"]
+    ) == [None, None]
+    values = ranking_reward(
+        ["<answer>x</answer>", "<answer>4</answer>", "<answer>2</answer>"],
+        mos=[4, 4, 2],
+        id=["a", "a", "b"],
+    )
     assert values[0] == 0.0 and values[1] > 0.5
 
 

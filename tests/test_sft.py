@@ -69,7 +69,9 @@ def test_rows_become_conversational_prompt_completion_pairs_with_an_image(tmp_pa
     assert rows[0]["image"] == str(tmp_path / "im0.png")  # relative to the JSONL
     assert rows[0]["prompt"][0]["role"] == "user"
     assert rows[0]["prompt"][0]["content"][0] == {"type": "image"}
-    assert rows[0]["completion"] == [{"role": "assistant", "content": COMPLETION.replace("3.47", "1.50")}]
+    assert rows[0]["completion"] == [
+        {"role": "assistant", "content": COMPLETION.replace("3.47", "1.50")}
+    ]
 
 
 def test_row_order_of_the_file_does_not_change_the_training_rows(tmp_path):
@@ -117,7 +119,9 @@ def test_loss_falls_on_the_completion_only(tmp_path, tiny):
 
     processor = load_processor(tiny)
     ds = build_dataset(read_cold_start(write_cold_start(tmp_path, n=2)))
-    batch = DataCollatorForVisionLanguageModeling(processor, completion_only_loss=True)([ds[0], ds[1]])
+    batch = DataCollatorForVisionLanguageModeling(processor, completion_only_loss=True)(
+        [ds[0], ds[1]]
+    )
     assert "pixel_values" in batch
     labels = batch["labels"][0]
     text = processor.tokenizer.decode(labels[labels != -100])
@@ -190,7 +194,9 @@ def test_lora_sft_writes_an_adapter_or_a_merged_checkpoint(tmp_path, tiny, merge
     final = run(recipe, write_cold_start(tmp_path / "data", n=4), tmp_path / "run", max_steps=2)
     from safetensors.torch import load_file
 
-    adapter = load_file(tmp_path / "run" / ("final-adapter" if merge else "final") / "adapter_model.safetensors")
+    adapter = load_file(
+        tmp_path / "run" / ("final-adapter" if merge else "final") / "adapter_model.safetensors"
+    )
     assert any("language_model" in k for k in adapter)
     assert not any("visual" in k for k in adapter)  # frozen vision: no adapters there
     assert (final / "adapter_config.json").exists() is not merge
@@ -220,8 +226,12 @@ def test_a_new_adapter_on_an_adapter_is_merged_onto_the_adapted_weights(tmp_path
     delta = adapter[prefix + ".lora_B.weight"] @ adapter[prefix + ".lora_A.weight"]  # alpha / r = 1
     assert delta.abs().max() > 0
     base = dict(load_model(tiny)[0].named_parameters())
-    assert not torch.equal(start[key], base[key])  # A changed the weights: merging onto base differs
-    torch.testing.assert_close(merged[key].detach(), start[key].detach() + delta, atol=1e-5, rtol=1e-4)
+    assert not torch.equal(
+        start[key], base[key]
+    )  # A changed the weights: merging onto base differs
+    torch.testing.assert_close(
+        merged[key].detach(), start[key].detach() + delta, atol=1e-5, rtol=1e-4
+    )
 
 
 @pytest.mark.slow
@@ -238,7 +248,9 @@ def test_validation_scores_the_split_with_the_shared_scorer_during_training(tmp_
     run(recipe, write_cold_start(tmp_path / "data", n=4), tmp_path / "run", max_steps=3)
     rows = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "val/n" in r]
     assert [r["step"] for r in rows] == [2, 3]  # every 2 steps, and at the end
-    assert all(r["val/n"] == min(n_val, 64) and 0.0 <= r["val/parse_failure_rate"] <= 1.0 for r in rows)
+    assert all(
+        r["val/n"] == min(n_val, 64) and 0.0 <= r["val/parse_failure_rate"] <= 1.0 for r in rows
+    )
 
 
 @pytest.mark.slow
@@ -260,5 +272,7 @@ def test_two_processes_train_one_model(tmp_path, tiny):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in rows if "loss" in r] == [1, 2]  # written once, by rank 0
-    assert rows[-1]["epoch"] == pytest.approx(1.0)  # 2 steps x 2 processes x 2 rows = all 8 (one process: 0.5)
+    assert rows[-1]["epoch"] == pytest.approx(
+        1.0
+    )  # 2 steps x 2 processes x 2 rows = all 8 (one process: 0.5)
     assert (out / "final" / "model.safetensors").is_file()

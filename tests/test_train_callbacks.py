@@ -105,11 +105,13 @@ class _ScriptedScorer:
 
 def test_validation_logs_srcc_and_keeps_only_improving_checkpoints(tmp_path):
     samples = [(f"img{i}.png", float(m)) for i, m in enumerate([1.0, 2.0, 3.0, 4.0])]
-    scripted = _ScriptedScorer([
-        [1.0, 2.0, 4.0, 3.0],  # srcc 0.8: best so far
-        [4.0, 3.0, 2.0, 1.0],  # srcc -1: worse, not saved
-        [1.0, 2.0, 3.0, 4.0],  # srcc 1: best
-    ])
+    scripted = _ScriptedScorer(
+        [
+            [1.0, 2.0, 4.0, 3.0],  # srcc 0.8: best so far
+            [4.0, 3.0, 2.0, 1.0],  # srcc -1: worse, not saved
+            [1.0, 2.0, 3.0, 4.0],  # srcc 1: best
+        ]
+    )
     cfg = ValidationConfig(dataset="x", every_n_steps=2, keep_best=True)
     trainer = _FakeTrainer()
     cb = ValidationCallback(cfg, samples, tmp_path, scorer_factory=scripted.factory).attach(trainer)
@@ -156,7 +158,9 @@ def test_validation_uses_the_shared_scorer_by_default(tmp_path):
     inference.Scorer = _Spy
     try:
         with pytest.raises(RuntimeError, match="stop"):
-            callbacks._default_scorer(None, None, ValidationConfig(batch_size=3, max_new_tokens=7), None)
+            callbacks._default_scorer(
+                None, None, ValidationConfig(batch_size=3, max_new_tokens=7), None
+            )
     finally:
         inference.Scorer = orig
     assert made["batch_size"] == 3 and made["max_new_tokens"] == 7

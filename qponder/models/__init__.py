@@ -47,7 +47,9 @@ def resolve_dtype(dtype: str = "auto"):
             return torch.bfloat16
         return torch.float32
     try:
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+            dtype
+        ]
     except KeyError:
         raise QponderError(f"model.dtype: {dtype!r} is not auto|float32|bfloat16|float16") from None
 
@@ -98,14 +100,18 @@ def _build_image_only_processor(path: str, config_path: str, trust_remote_code: 
     from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
     from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
 
-    model_type = AutoConfig.from_pretrained(config_path, trust_remote_code=trust_remote_code).model_type
+    model_type = AutoConfig.from_pretrained(
+        config_path, trust_remote_code=trust_remote_code
+    ).model_type
     cls_name = PROCESSOR_MAPPING_NAMES.get(model_type)
     if not cls_name or not hasattr(transformers, cls_name):
         return None
     image_processor = AutoImageProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     cls = image_only_processor_class(getattr(transformers, cls_name))
-    return cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template)
+    return cls(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template
+    )
 
 
 def _has_image_processor(path: str) -> bool:
@@ -115,7 +121,9 @@ def _has_image_processor(path: str) -> bool:
         f = cached_file(path, name, _raise_exceptions_for_missing_entries=False)
         if f is None:
             continue
-        if name == "preprocessor_config.json" or "image_processor" in json.loads(Path(f).read_text()):
+        if name == "preprocessor_config.json" or "image_processor" in json.loads(
+            Path(f).read_text()
+        ):
             return True
     return False
 

@@ -100,7 +100,10 @@ def default_corpus(n_completions: int = 2000, seed: int = 0) -> list[str]:
         logger.warning("qponder.distill.synthetic is missing; tokenizer trained without it")
     else:
         corpus += example_completions(n_completions, seed=seed)
-    corpus += [f"<think>\n{s}\n</think>\n<answer>{s[-4:]}</answer>" for s in generic_iqa_sentences(200, seed)]
+    corpus += [
+        f"<think>\n{s}\n</think>\n<answer>{s[-4:]}</answer>"
+        for s in generic_iqa_sentences(200, seed)
+    ]
     corpus += generic_iqa_sentences(400, seed + 1)
     return corpus
 
@@ -202,7 +205,11 @@ def build_tiny_model(
     out.mkdir(parents=True, exist_ok=True)
     tok = train_tokenizer(corpus if corpus is not None else default_corpus(seed=seed), vocab_size)
     image_processor = Qwen2VLImageProcessorPil(
-        min_pixels=min_pixels, max_pixels=max_pixels, patch_size=14, temporal_patch_size=2, merge_size=2
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+        patch_size=14,
+        temporal_patch_size=2,
+        merge_size=2,
     )
     processor = image_only_processor_class(Qwen2_5_VLProcessor)(
         image_processor=image_processor, tokenizer=tok, chat_template=qwen2_5_vl_chat_template()

@@ -211,7 +211,11 @@ class ValidationCallback(TrainerCallback):
             append_metrics(self.out / METRICS_FILE, record)
             self._tensorboard(metrics, state.global_step)
             logger.info("validation at step %d: %s", state.global_step, _fmt(metrics))
-        if self.cfg.keep_best and _finite(metrics["val/srcc"]) and metrics["val/srcc"] > self.best_srcc:
+        if (
+            self.cfg.keep_best
+            and _finite(metrics["val/srcc"])
+            and metrics["val/srcc"] > self.best_srcc
+        ):
             self.best_srcc = metrics["val/srcc"]
             best = self.out / BEST_DIR
             trainer.save_model(str(best))
@@ -239,7 +243,10 @@ def _finite(v: Any) -> bool:
 
 
 def _fmt(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{k.split('/')[-1]}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+    return ", ".join(
+        f"{k.split('/')[-1]}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in metrics.items()
+    )
 
 
 def validation_samples(cfg: ValidationConfig, seed: int = 0) -> list[tuple[str, float]]:

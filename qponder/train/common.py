@@ -89,8 +89,14 @@ def load_policy(recipe: Recipe) -> tuple[Any, Any, bool]:
     return model, processor, merged_adapter
 
 
-def trl_args(cls: type, opts: dict[str, Any], recipe: Recipe, out: Path, max_steps: int | None,
-             defaults: dict[str, Any] | None = None):
+def trl_args(
+    cls: type,
+    opts: dict[str, Any],
+    recipe: Recipe,
+    out: Path,
+    max_steps: int | None,
+    defaults: dict[str, Any] | None = None,
+):
     """Build a TRL config (``SFTConfig``/``GRPOConfig``) from a recipe section.
 
     Precedence: the section's ``trl`` options, then ``--max-steps``, then qponder's

@@ -49,7 +49,9 @@ def build_dataset(samples: Iterable[Any], instruction: str):
     for s in samples:
         if not Path(s.image_path).is_file():
             raise DatasetError(f"sample {s.id!r}: image not found: {s.image_path}")
-        rows.append({"prompt": prompt, "image": str(s.image_path), "mos": float(s.mos), "id": str(s.id)})
+        rows.append(
+            {"prompt": prompt, "image": str(s.image_path), "mos": float(s.mos), "id": str(s.id)}
+        )
     if not rows:
         raise DatasetError("GRPO needs at least one training image; the dataset is empty")
     return image_dataset(rows)
@@ -103,9 +105,13 @@ def train(
     instruction = load_prompts(recipe.prompts).student_instruction
     train_ds = build_dataset(samples, instruction)
     policy_path = str(recipe.model.path)
-    reward_funcs, weights = build_reward_functions(recipe.grpo, policy_path, recipe.model, judge=judge)
+    reward_funcs, weights = build_reward_functions(
+        recipe.grpo, policy_path, recipe.model, judge=judge
+    )
     # the TRL config first: under DeepSpeed ZeRO-3 it makes from_pretrained load sharded
-    args = trl_args(GRPOConfig, {"reward_weights": weights, **recipe.grpo.trl}, recipe, out, max_steps)
+    args = trl_args(
+        GRPOConfig, {"reward_weights": weights, **recipe.grpo.trl}, recipe, out, max_steps
+    )
     model, processor, merged_adapter = load_policy(recipe)
     trainer = GRPOTrainer(
         model=model,

@@ -136,7 +136,9 @@ def run(
     out = start_run(recipe, out)
     train = build_dataset(read_cold_start(data, no_cot=recipe.sft.no_cot))
     # the TRL config first: under DeepSpeed ZeRO-3 it makes from_pretrained load sharded
-    args = trl_args(SFTConfig, recipe.sft.trl, recipe, out, max_steps, defaults={"max_length": None})
+    args = trl_args(
+        SFTConfig, recipe.sft.trl, recipe, out, max_steps, defaults={"max_length": None}
+    )
     model, processor, merged_adapter = load_policy(recipe)
     trainer = SFTTrainer(
         model=model,
