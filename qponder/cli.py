@@ -166,20 +166,9 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_model_pretrain_vision(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
+    from qponder.models.pretext import dataset_images, pretrain_vision
 
-    from qponder.data import load_dataset, load_image
-    from qponder.errors import BadImageError
-    from qponder.models.pretext import pretrain_vision
-
-    samples = list(load_dataset(args.dataset, args.split))[: args.limit]
-    images, bad = [], 0
-    for s in tqdm(samples, desc="loading images", disable=args.no_progress, unit="img"):
-        try:
-            images.append(load_image(s.image_path))
-        except BadImageError as exc:
-            bad += 1
-            logging.getLogger("qponder").warning("skipped: %s", exc)
+    images, bad = dataset_images(args.dataset, args.split, args.limit, not args.no_progress)
     result = pretrain_vision(
         args.model,
         images,
@@ -189,18 +178,15 @@ def _cmd_model_pretrain_vision(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
     )
-    print(
-        json.dumps(
-            {
-                "images": result.n_images,
-                "bad_images": bad,
-                "steps": result.steps,
-                "loss_first": round(result.loss_first, 4),
-                "loss_last": round(result.loss_last, 4),
-                "seconds": result.seconds,
-            }
-        )  # fmt: skip
-    )
+    report = {
+        "images": result.n_images,
+        "bad_images": bad,
+        "steps": result.steps,
+        "loss_first": round(result.loss_first, 4),
+        "loss_last": round(result.loss_last, 4),
+        "seconds": result.seconds,
+    }
+    print(json.dumps(report))
     return 0
 
 
@@ -213,7 +199,6 @@ def _cmd_model_tiny(args: argparse.Namespace) -> int:
         hidden_size=args.hidden_size,
         num_layers=args.layers,
         num_heads=args.heads,
-        num_kv_heads=max(1, args.heads // 2),
         vision_depth=args.vision_depth,
         vision_hidden_size=args.vision_hidden_size,
         max_pixels=args.max_pixels,

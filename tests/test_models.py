@@ -56,6 +56,13 @@ def test_tiny_checkpoint_loads_with_plain_transformers(tiny):
     assert cfg["processor_class"] == "Qwen2_5_VLProcessor"  # the standard class, not ours
 
 
+def test_key_value_heads_default_to_half_the_heads(tmp_path):
+    path = build_tiny_model(tmp_path / "t", corpus=CORPUS, hidden_size=64, num_heads=8)
+    cfg = json.loads((path / "config.json").read_text())
+    text = cfg.get("text_config", cfg)
+    assert text["num_attention_heads"] == 8 and text["num_key_value_heads"] == 4
+
+
 def test_digits_are_single_tokens_so_the_expected_score_readout_works(tiny):
     processor = load_processor(tiny)
     ids = score_token_ids(processor.tokenizer)

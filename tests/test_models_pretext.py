@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,3 +164,19 @@ def test_cli_pretrains_on_a_dataset(tmp_path):
     n_train = len(list(load_dataset(f"synthetic:{data}", "train")))
     assert report["images"] == n_train and report["steps"] == 4 and report["bad_images"] == 0
     assert pretext_record(model)["n_images"] == n_train
+
+
+def test_dataset_images_skips_an_unreadable_file_and_counts_it(tmp_path):
+    from qponder.data import load_dataset
+    from qponder.data.synthetic import make_synthetic_dataset
+    from qponder.models.pretext import dataset_images
+
+    data = make_synthetic_dataset(tmp_path / "synth", n=20, seed=2)
+    train = list(load_dataset(f"synthetic:{data}", "train"))
+    Path(train[0].image_path).write_bytes(b"not an image")
+    images, bad = dataset_images(f"synthetic:{data}", "train")
+    assert bad == 1 and len(images) == len(train) - 1
+    assert all(im.mode == "RGB" for im in images)
+    # the limit counts samples read, the bad one among them
+    images, bad = dataset_images(f"synthetic:{data}", "train", limit=3)
+    assert (len(images), bad) == (2, 1)

@@ -183,7 +183,7 @@ def build_model(recipe: Recipe, paths: DemoPaths, progress: bool = False) -> Non
     """Stage 2: the tiny offline Qwen2.5-VL, its vision tower pretrained on the pretext
     task over the training images when ``demo.tiny.pretext_steps`` > 0 (each part skipped
     when ``DIR/tiny`` already has it)."""
-    from qponder.models.pretext import pretext_record, pretrain_vision
+    from qponder.models.pretext import dataset_images, pretext_record, pretrain_vision
     from qponder.models.tiny import build_tiny_model
 
     t = recipe.demo.tiny
@@ -196,7 +196,6 @@ def build_model(recipe: Recipe, paths: DemoPaths, progress: bool = False) -> Non
             hidden_size=t.hidden_size,
             num_layers=t.num_layers,
             num_heads=t.num_heads,
-            num_kv_heads=max(1, t.num_heads // 2),
             vision_hidden_size=t.vision_hidden_size,
             vision_depth=t.vision_depth,
             vision_heads=t.vision_heads,
@@ -205,9 +204,7 @@ def build_model(recipe: Recipe, paths: DemoPaths, progress: bool = False) -> Non
             max_pixels=recipe.model.max_pixels or 112 * 112,
         )
     if t.pretext_steps > 0 and pretext_record(paths.tiny) is None:
-        from qponder.data import load_dataset, load_image
-
-        images = [load_image(s.image_path) for s in load_dataset(paths.dataset, "train")]
+        images, _ = dataset_images(paths.dataset, "train")
         pretrain_vision(
             paths.tiny,
             images,
@@ -348,9 +345,9 @@ def expected_score_srcc(rows: Sequence[dict[str, Any]]) -> float | None:
     from qponder.evaluation.metrics import srcc
 
     pairs = [(r["expected_score"], r["mos"]) for r in rows if r.get("expected_score") is not None]
-    if len(pairs) < 2 or len({p for p, _ in pairs}) < 2:
+    if len(pairs) < 2:  # e.g. the untrained model: nothing to correlate, no warning
         return None
-    value = srcc([p for p, _ in pairs], [m for _, m in pairs])
+    value = srcc([p for p, _ in pairs], [m for _, m in pairs])  # nan (and a warning) if constant
     return None if math.isnan(value) else float(value)
 
 

@@ -109,6 +109,37 @@ class PretextResult:
     losses: list[float] = field(default_factory=list)
 
 
+def dataset_images(
+    spec: str, split: str = "train", limit: int | None = None, progress: bool = False
+) -> tuple[list[Any], int]:
+    """The decoded images of a dataset split for the pretext, skipping unreadable files.
+
+    Args:
+        spec: A dataset spec, ``NAME:PATH``.
+        split: The split to read.
+        limit: Read at most this many samples.
+        progress: Show a progress bar.
+
+    Returns:
+        ``(images, n_bad)``: the RGB images, and how many files were skipped (each logged
+        with its path and reason).
+    """
+    from tqdm.auto import tqdm
+
+    from qponder.data import load_dataset, load_image
+    from qponder.errors import BadImageError
+
+    samples = list(load_dataset(spec, split))[:limit]
+    images, bad = [], 0
+    for s in tqdm(samples, desc="loading images", disable=not progress, unit="img"):
+        try:
+            images.append(load_image(s.image_path))
+        except BadImageError as exc:
+            bad += 1
+            logger.warning("skipped: %s", exc)
+    return images, bad
+
+
 def pretext_record(model_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The ``pretext.json`` of a pretrained model folder, or None when it has none."""
     path = Path(model_dir) / PRETEXT_FILE
@@ -212,12 +243,8 @@ def pretrain_vision(
     stats = np.stack([image_statistics(im) for im in images])
     targets = torch.tensor((stats - stats.mean(0)) / (stats.std(0) + 1e-6))
     batch = min(batch_size, len(images))
-    width = (
-        vis.merger.mlp[-1].out_features
-        if hasattr(vis, "merger")
-        else model.config.text_config.hidden_size
-    )
-    head = torch.nn.Linear(width, targets.shape[1])
+    # the projector maps the visual tokens into the language model's width
+    head = torch.nn.Linear(model.config.get_text_config().hidden_size, targets.shape[1])
     params = [*vis.parameters(), *head.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
@@ -266,4 +293,12 @@ def pretrain_vision(
     return result
 
 
-__all__ = ["STATISTICS", "PretextResult", "image_statistics", "pretext_record", "pretrain_vision"]
+__all__ = [
+    "STATISTICS",
+    "PretextResult",
+    "dataset_images",
+    "image_statistics",
+    "pretext_record",
+    "pretrain_vision",
+    "warmup_cosine",
+]

@@ -162,7 +162,7 @@ def build_tiny_model(
     intermediate_size: int | None = None,
     num_layers: int = 2,
     num_heads: int = 4,
-    num_kv_heads: int = 2,
+    num_kv_heads: int | None = None,
     vision_depth: int = 2,
     vision_hidden_size: int = 32,
     vision_heads: int = 2,
@@ -181,7 +181,8 @@ def build_tiny_model(
         intermediate_size: MLP size of the language model (default ``2 * hidden_size``).
         num_layers: Language-model layers.
         num_heads: Attention heads (``hidden_size / num_heads`` must be a multiple of 4).
-        num_kv_heads: Key/value heads (grouped-query attention).
+        num_kv_heads: Key/value heads (grouped-query attention); ``num_heads // 2``
+            (at least 1) when None.
         vision_depth: Vision-encoder blocks.
         vision_hidden_size: Vision-encoder width.
         vision_heads: Vision-encoder heads.
@@ -221,7 +222,7 @@ def build_tiny_model(
         "intermediate_size": intermediate_size or 2 * hidden_size,
         "num_hidden_layers": num_layers,
         "num_attention_heads": num_heads,
-        "num_key_value_heads": num_kv_heads,
+        "num_key_value_heads": num_kv_heads or max(1, num_heads // 2),
         "max_position_embeddings": 4096,
         "rope_parameters": {
             "rope_type": "default",
