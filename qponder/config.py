@@ -536,12 +536,17 @@ def environment_info() -> dict[str, Any]:
     return info
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON to ``path`` through a temporary file, so a reader never sees half a file."""
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half a file."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON to ``path`` through a temporary file, so a reader never sees half a file."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def save_run_files(run_dir: str | os.PathLike, config: Any, name: str = "run_config.yaml") -> None:
@@ -553,7 +558,5 @@ def save_run_files(run_dir: str | os.PathLike, config: Any, name: str = "run_con
     if target.suffix == ".json":
         write_json_atomic(target, data)
     else:
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-        os.replace(tmp, target)
+        write_text_atomic(target, yaml.safe_dump(data, sort_keys=False))
     write_json_atomic(run_dir / "environment.json", environment_info())

@@ -18,6 +18,7 @@ from qponder.demo import (
     consistency_gaps,
     demo_recipe,
     expected_score_srcc,
+    thread_shares,
 )
 from qponder.errors import QponderError
 from qponder.models.pretext import pretext_record
@@ -106,6 +107,13 @@ def test_a_directory_made_by_another_recipe_is_refused(tmp_path):
     _write_recipe(demo_recipe(), paths)  # the same recipe: resuming is fine
     with pytest.raises(QponderError, match="another recipe"):
         _write_recipe(demo_recipe(overrides=["demo.n_images=100"]), paths)
+
+
+def test_threads_freed_by_a_finished_stage_go_to_the_stages_still_training():
+    assert thread_shares(2, {"qponder_ci"}) == {"qponder_ci": 2}
+    assert thread_shares(2, {"qponder_ci", "sft_nocot"}) == {"qponder_ci": 1, "sft_nocot": 1}
+    assert thread_shares(5, ["b", "a"]) == {"a": 3, "b": 2}
+    assert thread_shares(1, ["a", "b"]) == {"a": 1, "b": 1}  # never zero
 
 
 def test_peak_memory_counts_child_processes():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -13,9 +14,12 @@ from transformers import TrainerState
 
 from qponder.config import ValidationConfig
 from qponder.train.callbacks import (
+    THREADS_FILE_ENV,
     MetricsJsonlCallback,
+    ThreadsFileCallback,
     ValidationCallback,
     read_metrics,
+    threads_file_callbacks,
     validation_metrics,
 )
 
@@ -164,3 +168,38 @@ def test_validation_uses_the_shared_scorer_by_default(tmp_path):
     finally:
         inference.Scorer = orig
     assert made["batch_size"] == 3 and made["max_new_tokens"] == 7
+
+
+def _write_threads(path, text, stamp_ns):
+    path.write_text(text)
+    os.utime(path, ns=(stamp_ns, stamp_ns))  # a distinct mtime even within one clock tick
+
+
+def test_a_threads_file_resizes_torch_threads_when_it_changes(tmp_path, caplog):
+    before = torch.get_num_threads()
+    path = tmp_path / "sft.threads"
+    cb = ThreadsFileCallback(path)
+    try:
+        torch.set_num_threads(1)
+        cb.on_step_begin(None, _state(), None)  # no file yet: nothing changes
+        assert torch.get_num_threads() == 1
+        _write_threads(path, "2\n", 10**18)
+        cb.on_step_begin(None, _state(5), None)
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        cb.on_step_begin(None, _state(6), None)  # the file did not change: not re-applied
+        assert torch.get_num_threads() == 1
+        _write_threads(path, "two", 10**18 + 1)
+        cb.on_step_begin(None, _state(7), None)
+        assert torch.get_num_threads() == 1
+        assert "positive thread count" in caplog.text and str(path) in caplog.text
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_runs_follow_the_threads_file_named_in_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv(THREADS_FILE_ENV, raising=False)
+    assert threads_file_callbacks() == []
+    monkeypatch.setenv(THREADS_FILE_ENV, str(tmp_path / "x.threads"))
+    (cb,) = threads_file_callbacks()
+    assert isinstance(cb, ThreadsFileCallback) and cb.path == tmp_path / "x.threads"

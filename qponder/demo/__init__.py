@@ -30,7 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qponder.config import Recipe, load_recipe, recipe_to_dict, write_json_atomic
+from qponder.config import (
+    Recipe,
+    load_recipe,
+    recipe_to_dict,
+    write_json_atomic,
+    write_text_atomic,
+)
 from qponder.errors import QponderError
 
 logger = logging.getLogger(__name__)
@@ -274,19 +280,38 @@ def _last_step(run: Path) -> int:
     return 0
 
 
+def thread_shares(budget: int, stages: Sequence[str] | set[str]) -> dict[str, int]:
+    """Split ``budget`` CPU threads among ``stages`` as evenly as possible (at least one
+    each), in sorted order of the stage names.
+
+    Example:
+        >>> thread_shares(2, {"qponder_ci"}), thread_shares(3, ["b", "a"])
+        ({'qponder_ci': 2}, {'a': 2, 'b': 1})
+    """
+    names = sorted(stages)
+    return {
+        s: max(1, budget // len(names) + (i < budget % len(names))) for i, s in enumerate(names)
+    }
+
+
 def train_stages(
     recipe: Recipe, paths: DemoPaths, stages: Sequence[str], threads: int, progress: bool = True
 ) -> None:
     """Train ``stages`` side by side as ``qponder`` subprocesses, each with ``threads``
     torch threads, logging to ``DIR/logs/<stage>.log``; stages whose ``final/`` exists are
-    skipped. Raises :class:`QponderError` naming the log of a stage that failed."""
+    skipped. When a stage finishes, the stages still training share its threads (through
+    ``DIR/logs/<stage>.threads``, see :class:`qponder.train.callbacks.ThreadsFileCallback`).
+    Raises :class:`QponderError` naming the log of a stage that failed."""
     from tqdm.auto import tqdm
+
+    from qponder.train.callbacks import THREADS_FILE_ENV
 
     todo = [s for s in stages if not (paths.model(s) / "config.json").is_file()]
     if not todo:
         return
     paths.logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
+    budget = threads * len(todo)
     n_rows = sum(1 for line in paths.cold.read_text().splitlines() if line.strip())
     procs: dict[str, tuple[subprocess.Popen, Any, Any]] = {}
     for stage in todo:
@@ -295,14 +320,27 @@ def train_stages(
         cmd = [sys.executable, "-m", "qponder.cli", *stage_command(paths, stage)]
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        threads_file = paths.logs / f"{stage}.threads"
+        write_text_atomic(threads_file, f"{threads}\n")
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**env, THREADS_FILE_ENV: str(threads_file)},
+        )
         bar = tqdm(
             total=_planned_steps(section.trl, n_rows), desc=stage, unit="step", disable=not progress
         )
         procs[stage] = (proc, log, bar)
     try:
-        while any(p.poll() is None for p, _, _ in procs.values()):
+        running = set(procs)
+        while running:
             time.sleep(1.0)
+            still = {s for s in running if procs[s][0].poll() is None}
+            if still and still != running:  # hand the freed threads on
+                for stage, share in thread_shares(budget, still).items():
+                    write_text_atomic(paths.logs / f"{stage}.threads", f"{share}\n")
+            running = still
             for stage, (_, _, bar) in procs.items():
                 bar.n = _last_step(paths.run(stage))
                 bar.refresh()

@@ -1,4 +1,5 @@
-"""Trainer callbacks: ``RUN/metrics.jsonl`` logging, and validation SRCC/PLCC with a best checkpoint.
+"""Trainer callbacks: ``RUN/metrics.jsonl`` logging, validation SRCC/PLCC with a best checkpoint,
+and a CPU thread count that can change while a run trains.
 
 Both work with TRL's SFTTrainer and GRPOTrainer (any ``transformers.Trainer``), on one
 process or under accelerate. Validation scores images through the shared inference engine
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
 BEST_DIR = "best"
+THREADS_FILE_ENV = "QPONDER_THREADS_FILE"
 
 
 def _jsonable(value: Any) -> Any:
@@ -73,6 +76,52 @@ class MetricsJsonlCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             append_metrics(self.path, {"step": state.global_step, **logs})
+
+
+class ThreadsFileCallback(TrainerCallback):
+    """Use the number of torch CPU threads written in a file, re-read whenever the file
+    changes (checked before every optimizer step, one ``stat`` call).
+
+    A run started beside others with a core each (``qponder demo`` trains its two SFT runs
+    side by side) can so be handed the cores a finished sibling frees, without a restart.
+    A missing file changes nothing; a file that does not hold a positive integer is
+    logged as a warning and ignored.
+
+    Args:
+        path: The file, holding e.g. ``2``.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._seen: int | None = None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        try:
+            stamp = self.path.stat().st_mtime_ns
+        except OSError:
+            return
+        if stamp == self._seen:
+            return
+        self._seen = stamp
+        text = self.path.read_text(encoding="utf-8").strip()
+        if not text.isdigit() or int(text) < 1:
+            logger.warning(
+                "%s: expected a positive thread count, found %r; ignored", self.path, text
+            )
+            return
+        import torch
+
+        if int(text) != torch.get_num_threads():
+            logger.info("step %d: %d -> %s CPU threads (%s)", state.global_step,
+                        torch.get_num_threads(), text, self.path)  # fmt: skip
+            torch.set_num_threads(int(text))
+
+
+def threads_file_callbacks() -> list[TrainerCallback]:
+    """``[ThreadsFileCallback]`` following the file named by ``$QPONDER_THREADS_FILE``, or
+    ``[]`` when it is unset; the training entry points add these to every run."""
+    path = os.environ.get(THREADS_FILE_ENV)
+    return [ThreadsFileCallback(path)] if path else []
 
 
 def _score(result: Any) -> float | None:

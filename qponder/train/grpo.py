@@ -17,7 +17,12 @@ from typing import Any
 
 from qponder.config import Recipe
 from qponder.errors import DatasetError, MissingDependencyError
-from qponder.train.callbacks import METRICS_FILE, MetricsJsonlCallback, build_validation
+from qponder.train.callbacks import (
+    METRICS_FILE,
+    MetricsJsonlCallback,
+    build_validation,
+    threads_file_callbacks,
+)
 from qponder.train.common import (
     image_dataset,
     last_checkpoint,
@@ -120,7 +125,11 @@ def train(
         train_dataset=train_ds,
         processing_class=processor,  # without it TRL treats the model as text-only
         peft_config=lora_config(recipe.model.lora, recipe.model.freeze_vision),
-        callbacks=[MetricsJsonlCallback(out / METRICS_FILE), *(callbacks or [])],
+        callbacks=[
+            MetricsJsonlCallback(out / METRICS_FILE),
+            *threads_file_callbacks(),
+            *(callbacks or []),
+        ],
     )
     validation = build_validation(recipe.grpo.validation, out, instruction, recipe.seed)
     if validation is not None:

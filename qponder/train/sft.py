@@ -15,7 +15,12 @@ from typing import Any
 
 from qponder.config import Recipe
 from qponder.errors import DatasetError
-from qponder.train.callbacks import METRICS_FILE, MetricsJsonlCallback, build_validation
+from qponder.train.callbacks import (
+    METRICS_FILE,
+    MetricsJsonlCallback,
+    build_validation,
+    threads_file_callbacks,
+)
 from qponder.train.common import (
     image_dataset,
     last_checkpoint,
@@ -146,7 +151,11 @@ def run(
         train_dataset=train,
         processing_class=processor,
         peft_config=lora_config(recipe.model.lora, recipe.model.freeze_vision),
-        callbacks=[MetricsJsonlCallback(out / METRICS_FILE), *(callbacks or [])],
+        callbacks=[
+            MetricsJsonlCallback(out / METRICS_FILE),
+            *threads_file_callbacks(),
+            *(callbacks or []),
+        ],
     )
     instruction = train[0]["prompt"][0]["content"][-1]["text"]
     validation = build_validation(recipe.sft.validation, out, instruction, recipe.seed)
