@@ -281,8 +281,8 @@ def _last_step(run: Path) -> int:
 
 
 def thread_shares(budget: int, stages: Sequence[str] | set[str]) -> dict[str, int]:
-    """Split ``budget`` CPU threads among ``stages`` as evenly as possible (at least one
-    each), in sorted order of the stage names.
+    """Split ``budget`` CPU threads among ``stages`` as evenly as possible, at least one
+    each; the threads left over go to the first stages in name order.
 
     Example:
         >>> thread_shares(2, {"qponder_ci"}), thread_shares(3, ["b", "a"])
