@@ -18,6 +18,7 @@ from qponder.demo import (
     consistency_gaps,
     demo_recipe,
     expected_score_srcc,
+    planned_steps,
     thread_shares,
 )
 from qponder.errors import QponderError
@@ -114,6 +115,14 @@ def test_threads_freed_by_a_finished_stage_go_to_the_stages_still_training():
     assert thread_shares(2, {"qponder_ci", "sft_nocot"}) == {"qponder_ci": 1, "sft_nocot": 1}
     assert thread_shares(5, ["b", "a"]) == {"a": 3, "b": 2}
     assert thread_shares(1, ["a", "b"]) == {"a": 1, "b": 1}  # never zero
+
+
+def test_progress_totals_count_grpo_batches_in_completions():
+    sft = {"per_device_train_batch_size": 8, "num_train_epochs": 3}
+    assert planned_steps(sft, 3165) == 3 * 396  # the 1,188 steps the shipped SFT takes
+    grpo = {"per_device_train_batch_size": 16, "num_generations": 4, "num_train_epochs": 1}
+    assert planned_steps(grpo, 3500, grpo=True) == 875  # 4 prompts x 4 completions a step
+    assert planned_steps({**grpo, "max_steps": 80}, 3500, grpo=True) == 80
 
 
 def test_peak_memory_counts_child_processes():

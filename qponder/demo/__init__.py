@@ -257,14 +257,25 @@ def stage_command(paths: DemoPaths, stage: str) -> list[str]:
     return [*cmd, "--no-cot"] if stage == "sft_nocot" else cmd
 
 
-def _planned_steps(trl: dict[str, Any], n_rows: int) -> int | None:
-    """Optimizer steps a TRL run will take on ``n_rows`` examples on one process."""
+def planned_steps(trl: dict[str, Any], n_rows: int, grpo: bool = False) -> int:
+    """Optimizer steps a TRL run will take on ``n_rows`` examples (cold-start rows for SFT,
+    prompts for GRPO) on one process: ``max_steps`` when set, else from the epochs. A GRPO
+    batch counts completions, ``num_generations`` per prompt.
+
+    Example:
+        >>> planned_steps({"per_device_train_batch_size": 8, "num_train_epochs": 3}, 100)
+        39
+        >>> planned_steps({"per_device_train_batch_size": 16, "num_generations": 4,
+        ...                "num_train_epochs": 1}, 100, grpo=True)
+        25
+    """
     if int(trl.get("max_steps", -1)) > 0:
         return int(trl["max_steps"])
     per_step = int(trl.get("per_device_train_batch_size", 8)) * int(
         trl.get("gradient_accumulation_steps", 1)
     )
-    return math.ceil(n_rows / per_step) * int(math.ceil(float(trl.get("num_train_epochs", 3))))
+    items = n_rows * (int(trl.get("num_generations", 8)) if grpo else 1)
+    return math.ceil(items / per_step) * int(math.ceil(float(trl.get("num_train_epochs", 3))))
 
 
 def _last_step(run: Path) -> int:
@@ -294,6 +305,15 @@ def thread_shares(budget: int, stages: Sequence[str] | set[str]) -> dict[str, in
     }
 
 
+def _n_examples(paths: DemoPaths, stage: str) -> int:
+    """What an epoch of ``stage`` goes through: GRPO's training images, SFT's cold-start rows."""
+    if stage == "qponder":
+        from qponder.data import load_dataset
+
+        return len(list(load_dataset(paths.dataset, "train")))
+    return sum(1 for line in paths.cold.read_text().splitlines() if line.strip())
+
+
 def train_stages(
     recipe: Recipe, paths: DemoPaths, stages: Sequence[str], threads: int, progress: bool = True
 ) -> None:
@@ -312,7 +332,6 @@ def train_stages(
     paths.logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
     budget = threads * len(todo)
-    n_rows = sum(1 for line in paths.cold.read_text().splitlines() if line.strip())
     procs: dict[str, tuple[subprocess.Popen, Any, Any]] = {}
     for stage in todo:
         section = recipe.grpo if stage == "qponder" else recipe.sft
@@ -329,7 +348,10 @@ def train_stages(
             env={**env, THREADS_FILE_ENV: str(threads_file)},
         )
         bar = tqdm(
-            total=_planned_steps(section.trl, n_rows), desc=stage, unit="step", disable=not progress
+            total=planned_steps(section.trl, _n_examples(paths, stage), grpo=stage == "qponder"),
+            desc=stage,
+            unit="step",
+            disable=not progress,
         )
         procs[stage] = (proc, log, bar)
     try:
