@@ -10,6 +10,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from qponder.config import write_text_atomic
 from qponder.train.callbacks import read_metrics
 
 REWARD_NAMES = ("format", "score", "consistency", "ranking")
@@ -201,7 +202,5 @@ def write_report(paths: Any, recipe: Any, summary: dict[str, Any]) -> Path:
             f"--batch-size {t.pretext_batch_size} --seed {t.seed}",
         )
     text = format_report(summary, STAGE_TITLES, commands)
-    tmp = root / "report.md.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, root / "report.md")
+    write_text_atomic(root / "report.md", text)
     return root / "report.md"

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from qponder.config import write_json_atomic
 from qponder.errors import QponderError
 
 logger = logging.getLogger(__name__)
@@ -101,10 +102,9 @@ class PretextResult:
     seed: int
     n_images: int
     statistics: list[str] = field(default_factory=lambda: list(STATISTICS))
-    loss_first: float = float(
-        "nan"
-    )  # mean MSE (standardised statistics) of the first 10 % of steps
-    loss_last: float = float("nan")  # ... of the last 10 %
+    # mean MSE on the standardised statistics over the first / last 10 % of the steps
+    loss_first: float = float("nan")
+    loss_last: float = float("nan")
     seconds: float = 0.0
     losses: list[float] = field(default_factory=list)
 
@@ -283,9 +283,7 @@ def pretrain_vision(
         seconds=round(time.monotonic() - start, 1),
         losses=losses,
     )
-    tmp = model_dir / (PRETEXT_FILE + ".tmp")
-    tmp.write_text(json.dumps(asdict(result), indent=1))
-    os.replace(tmp, model_dir / PRETEXT_FILE)
+    write_json_atomic(model_dir / PRETEXT_FILE, asdict(result))
     logger.info(
         "vision pretext: %d steps on %d images, loss %.3f -> %.3f, %.0f s",
         steps, len(images), result.loss_first, result.loss_last, result.seconds,

@@ -98,12 +98,12 @@ class ThreadsFileCallback(TrainerCallback):
     def on_step_begin(self, args, state, control, **kwargs):
         try:
             stamp = self.path.stat().st_mtime_ns
-        except OSError:
-            return
-        if stamp == self._seen:
+            if stamp == self._seen:
+                return
+            text = self.path.read_text(encoding="utf-8").strip()
+        except OSError:  # absent, or removed between the two calls: keep the threads
             return
         self._seen = stamp
-        text = self.path.read_text(encoding="utf-8").strip()
         if not text.isdigit() or int(text) < 1:
             logger.warning(
                 "%s: expected a positive thread count, found %r; ignored", self.path, text
