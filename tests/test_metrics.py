@@ -173,3 +173,128 @@ def test_paired_difference_ci_detects_a_better_model_and_is_zero_for_identical_r
     assert paired_bootstrap_diff(weak, weak, mos, "plcc_raw", n_resamples=50) == [0.0, 0.0]
     lo_u, hi_u = unpaired_bootstrap_diff(weak, mos, strong, mos, "srcc", n_resamples=300)
     assert hi_u - lo_u > hi - lo  # pairing removes shared variance
+
+
+# --------------------------------------------------------------------------- hard fits
+
+
+def reference_fit_plcc_sse(pred, mos):
+    """The fit of the field's peer codebases (Q-Align / DeQA-Score style): the same logistic,
+    ``p0 = [max(mos), min(mos), mean(pred), 0.5]``, ``maxfev=10000``; (PLCC, squared error).
+    The PLCC is nan when that fit is a constant."""
+    pred, mos = np.asarray(pred, dtype=float), np.asarray(mos, dtype=float)
+    p0 = [mos.max(), mos.min(), pred.mean(), 0.5]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        popt, _ = optimize.curve_fit(metrics.logistic4, pred, mos, p0=p0, maxfev=10000)
+        yhat = metrics.logistic4(pred, *popt)
+        ref_plcc = stats.pearsonr(yhat, mos)[0] if np.ptp(yhat) > 0 else math.nan
+    return ref_plcc, float(np.sum((yhat - mos) ** 2))
+
+
+def fitted_sse(pred, mos):
+    fit = fit_logistic4(pred, mos)
+    assert fit.converged, fit.reason
+    return float(np.sum((fit(np.asarray(pred, dtype=float)) - np.asarray(mos)) ** 2))
+
+
+OUTLIER_PRED = [1.0, 5.0, 4.0, 2.0, 10000.0]
+OUTLIER_MOS = [1.0, 5.0, 3.0, 2.0, 4.0]
+
+
+def test_one_outlier_does_not_trap_the_fit():
+    # The least-squares optimum of the logistic on these pairs is a step: pred 1, 2 -> 1.5,
+    # pred 4 -> 3, pred 5 and 10000 -> 4.5; squared error 1.0, PLCC 3 / sqrt(10) = 0.9487.
+    # From the std(pred) / 4 start alone the fit stalls on a curve flat to ~1e-9 over the
+    # data (PLCC 0.354); from the reference start it stalls on a step that only the outlier
+    # crosses (PLCC 0.354, squared error 8.75).
+    optimum = 3.0 / math.sqrt(10.0)
+    fit = fit_logistic4(OUTLIER_PRED, OUTLIER_MOS)
+    assert fit.converged and fit.to_dict()["fallback"] is None
+    assert plcc(OUTLIER_PRED, OUTLIER_MOS) == pytest.approx(optimum, abs=1e-3)
+    assert rmse(OUTLIER_PRED, OUTLIER_MOS) == pytest.approx(math.sqrt(1.0 / 5.0), abs=1e-3)
+    ref_plcc, ref_sse = reference_fit_plcc_sse(OUTLIER_PRED, OUTLIER_MOS)
+    assert plcc(OUTLIER_PRED, OUTLIER_MOS) >= ref_plcc - 1e-3
+    assert fitted_sse(OUTLIER_PRED, OUTLIER_MOS) <= ref_sse
+
+
+def hard_case(name):
+    rng = np.random.default_rng(11)
+    mos = rng.uniform(1, 5, 40)
+    pred = mos + rng.normal(0, 0.4, 40)
+    if name == "one_outlier":
+        pred[-1] = 500.0
+    elif name == "two_outliers":
+        pred[[3, 7]] = [-1000.0, 1000.0]
+    elif name == "negative_outlier":
+        pred[0] = -5000.0
+    elif name == "heavy_ties":
+        pred = np.round(pred)
+    elif name == "reversed":
+        pred = 6.0 - pred
+    elif name == "scale_0_10000":
+        pred = 2000.0 * pred
+    elif name == "reversed_0_10000":
+        pred = 10000.0 - 2000.0 * pred
+    elif name == "exponential":
+        pred = np.exp(2.0 * pred)
+    elif name == "four_pairs":
+        pred, mos = pred[:4], mos[:4]
+    return pred, mos
+
+
+HARD_CASES = [
+    "one_outlier",
+    "two_outliers",
+    "negative_outlier",
+    "heavy_ties",
+    "reversed",
+    "scale_0_10000",
+    "reversed_0_10000",
+    "exponential",
+    "four_pairs",
+]
+
+
+@pytest.mark.parametrize("name", HARD_CASES)
+def test_the_fit_is_at_least_as_good_as_the_reference_fit(name):
+    pred, mos = hard_case(name)
+    ref_plcc, ref_sse = reference_fit_plcc_sse(pred, mos)
+    assert fitted_sse(pred, mos) <= ref_sse * (1 + 1e-9)
+    assert math.isnan(ref_plcc) or plcc(pred, mos) >= ref_plcc - 1e-3
+
+
+@pytest.mark.parametrize("mos_scale", [1e-6, 1.0, 1e4])
+def test_a_numerically_flat_fit_fails_and_falls_back_to_raw(monkeypatch, mos_scale):
+    def flat_curve(f, xdata, ydata, p0, **kwargs):
+        # converges, but its values over the data span 1e-8 of the MOS range
+        lo = float(np.min(ydata))
+        return np.array([lo + 1e-8 * np.ptp(ydata), lo, np.mean(xdata), np.std(xdata)]), None
+
+    monkeypatch.setattr(metrics, "curve_fit", flat_curve)
+    mos = MOS * mos_scale
+    with pytest.warns(MetricWarning, match="flat"):
+        fit = fit_logistic4(PRED, mos)
+    assert fit.converged is False and fit.params is None and "flat" in fit.reason
+    assert fit.to_dict()["fallback"] == "raw"
+    assert np.array_equal(fit(PRED), PRED)  # identity: the raw predictions
+    with pytest.warns(MetricWarning, match="raw predictions"):
+        assert plcc(PRED, mos) == pytest.approx(stats.pearsonr(PRED, mos)[0], abs=1e-12)
+    out = compute_metrics(PRED, mos, n_resamples=0)
+    assert out["plcc"] == pytest.approx(out["plcc_raw"], abs=1e-12)
+    assert out["fit"]["converged"] is False and out["fit"]["fallback"] == "raw"
+    assert "flat" in out["fit"]["reason"]
+
+
+@pytest.mark.parametrize("mos_scale", [1e-8, 1e4])
+def test_flatness_is_relative_to_the_mos_range(mos_scale):
+    # a fit on a tiny MOS scale is no flatter than the same fit on the 1..5 scale
+    fit = fit_logistic4(PRED, MOS * mos_scale)
+    assert fit.converged
+    assert plcc(PRED, MOS * mos_scale) == pytest.approx(plcc(PRED, MOS), abs=1e-6)
+
+
+def test_bootstrap_refits_escape_the_outlier_trap():
+    pred, mos = hard_case("two_outliers")
+    lo, hi = bootstrap_ci(pred, mos, "plcc", n_resamples=100, seed=0)
+    assert 0.5 < lo <= plcc(pred, mos) <= hi

@@ -12,15 +12,27 @@ Conventions, shared with the IQA literature (pyiqa, DeQA-Score, DepictQA, VQEG):
   ``fit=None`` gives the plain PLCC/RMSE of the raw predictions (``plcc_raw``).
 - The fit may produce a decreasing curve, so a fitted PLCC is positive even for predictions
   that are anti-correlated with the MOS; SRCC keeps the sign. Read both.
-- When the fit fails (fewer than 4 pairs, ``curve_fit`` does not converge, non-finite or
-  constant output), PLCC and RMSE fall back to the raw predictions: ``plcc == plcc_raw``.
-  The returned :class:`LogisticFit` (and so every summary) records ``converged: false`` and
-  the reason, and a :class:`MetricWarning` is emitted. Nothing else is silently changed.
+- Least squares on this curve has poor local optima (a curve that is flat over the data, or
+  a step that only an outlier moves), so the fit is run from several start points: the one
+  above, the ``[max(mos), min(mos), mean(pred), 0.5]`` of Q-Align/DeQA-Score, and one
+  centred on the median of the predictions with a width from their interquartile range.
+  The usable fit with the smallest sum of squared errors is kept; ties go to the earlier
+  start, so on ordinary data the result is that of the first start.
+- A fitted curve is *flat*, and so unusable, when its values over the data span at most
+  ``FLAT_TOLERANCE`` (1e-6) times the range of the MOS: it then carries no information
+  about the predictions, whatever their scale.
+- When the fit fails (fewer than 4 pairs, ``curve_fit`` does not converge, non-finite
+  output, or a flat curve from every start), PLCC and RMSE fall back to the raw
+  predictions: ``plcc == plcc_raw``. The returned :class:`LogisticFit` (and so every
+  summary) records ``converged: false``, ``fallback: "raw"`` and the reason, and a
+  :class:`MetricWarning` is emitted. Nothing else is silently changed.
 - Degenerate inputs (fewer than two pairs, constant predictions or constant MOS) give
   ``nan`` with a :class:`MetricWarning`, never an exception. Non-finite inputs (NaN, inf)
   raise :class:`MetricInputError` saying how many: drop unscored images first.
 - Confidence intervals are percentile bootstraps over images with a seeded generator; the
-  fitted PLCC is re-fitted on every resample.
+  fitted PLCC is re-fitted on every resample. To keep that fast, a re-fit tries the later
+  start points only when the first gives no usable fit or one with more squared error than
+  the best straight line or two-level step (the limits of the logistic).
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ from scipy.optimize import OptimizeWarning, curve_fit
 from qponder.errors import QponderError
 
 FIT_LOGISTIC4 = "logistic4"
+FLAT_TOLERANCE = 1e-6  # a fitted curve spanning at most this fraction of the MOS range is flat
 CI_LEVEL = 0.95
 METRICS = ("srcc", "krcc", "plcc", "plcc_raw", "rmse")
 
@@ -111,6 +124,27 @@ def logistic4_p0(pred: np.ndarray, mos: np.ndarray) -> list[float]:
     return [float(mos.max()), float(mos.min()), float(pred.mean()), float(pred.std() / 4.0)]
 
 
+def _start_points(pred: np.ndarray, mos: np.ndarray) -> list[list[float]]:
+    """Start points of the fit, in order of preference (see the module docstring)."""
+    hi, lo = float(mos.max()), float(mos.min())
+    q1, median, q3 = (float(q) for q in np.quantile(pred, [0.25, 0.5, 0.75]))
+    width = (q3 - q1) / 4.0
+    if not width > 0.0:
+        width = float(pred.std() / 4.0)
+    return [logistic4_p0(pred, mos), [hi, lo, float(pred.mean()), 0.5], [hi, lo, median, width]]
+
+
+def _flat_reason(fitted: np.ndarray, mos: np.ndarray) -> str | None:
+    """Why fitted values are a flat curve (see ``FLAT_TOLERANCE``), or None if they are not."""
+    spread, mos_range = float(np.ptp(fitted)), float(np.ptp(mos))
+    if spread > FLAT_TOLERANCE * mos_range:
+        return None
+    return (
+        f"the fitted curve is flat over the data (its values span {spread:.3g}, at most "
+        f"{FLAT_TOLERANCE:g} of the MOS range {mos_range:.3g})"
+    )
+
+
 @dataclass(frozen=True)
 class LogisticFit:
     """Outcome of fitting the logistic that maps predictions onto the MOS.
@@ -120,7 +154,8 @@ class LogisticFit:
         converged: Whether a usable fit was found. When False, :meth:`__call__` is the
             identity (the documented fall-back to raw predictions).
         params: ``(b1, b2, b3, b4)`` when converged, else None.
-        reason: Why the fit failed, or None.
+        reason: Why the fit failed (for instance a flat curve, see ``FLAT_TOLERANCE``),
+            or None.
     """
 
     method: str
@@ -147,8 +182,52 @@ class LogisticFit:
 NO_FIT = LogisticFit(method="none", converged=True)
 
 
-def _fit_logistic4_quiet(p: np.ndarray, m: np.ndarray, maxfev: int) -> LogisticFit:
-    """Fit without warnings; the failure, if any, is in ``reason``."""
+def _fit_from(p: np.ndarray, m: np.ndarray, p0: list[float], maxfev: int) -> LogisticFit:
+    """One least-squares fit from start point ``p0``; a failure is in ``reason``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizeWarning)
+            popt, _ = curve_fit(logistic4, p, m, p0=p0, maxfev=maxfev)
+    except (RuntimeError, ValueError) as exc:
+        return LogisticFit(FIT_LOGISTIC4, False, reason=f"curve_fit failed: {exc}")
+    fitted = logistic4(p, *popt)
+    if not np.all(np.isfinite(popt)) or not np.all(np.isfinite(fitted)):
+        return LogisticFit(FIT_LOGISTIC4, False, reason="the fitted curve is not finite")
+    flat = _flat_reason(fitted, m)
+    if flat is not None:
+        return LogisticFit(FIT_LOGISTIC4, False, reason=flat)
+    return LogisticFit(FIT_LOGISTIC4, True, params=tuple(float(b) for b in popt))
+
+
+def _limit_sse(p: np.ndarray, m: np.ndarray) -> float:
+    """Smallest squared error of the two limits of the logistic: a straight line and a step.
+
+    A wide logistic approaches the least-squares line, a steep one the best two-level
+    step, so a good fit has at most this error.
+    """
+    sst = float(np.sum((m - m.mean()) ** 2))
+    line = sst * (1.0 - float(np.corrcoef(p, m)[0, 1]) ** 2)
+    order = np.argsort(p, kind="stable")
+    ps, ms = p[order], m[order]
+    cut = np.flatnonzero(ps[1:] > ps[:-1]) + 1  # sizes of the lower group at each split
+    s1, s2 = np.cumsum(ms), np.cumsum(ms**2)
+    lo_n, hi_n = cut.astype(np.float64), float(ms.size) - cut
+    lo_s, hi_s = s1[cut - 1], s1[-1] - s1[cut - 1]
+    within = s2[-1] - lo_s**2 / lo_n - hi_s**2 / hi_n
+    return min(line, float(within.min())) if within.size else line
+
+
+def _fit_logistic4_quiet(
+    p: np.ndarray, m: np.ndarray, maxfev: int, thorough: bool = True
+) -> LogisticFit:
+    """The best fit over the start points, without warnings; a failure is in ``reason``.
+
+    With ``thorough`` every start point is tried. Without it (the bootstrap's re-fits), the
+    later ones are tried only while the best fit so far is unusable or has more squared
+    error than :func:`_limit_sse` (a curve the logistic can approach, so a fit worse than
+    it is a poor local optimum). When no start gives a usable fit, the reason is that of
+    the first start.
+    """
     if p.size < 4:
         return LogisticFit(
             FIT_LOGISTIC4, False, reason=f"{p.size} pair(s); the fit needs at least 4"
@@ -156,18 +235,22 @@ def _fit_logistic4_quiet(p: np.ndarray, m: np.ndarray, maxfev: int) -> LogisticF
     why = _degenerate(p, m)
     if why is not None:
         return LogisticFit(FIT_LOGISTIC4, False, reason=why)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", OptimizeWarning)
-            popt, _ = curve_fit(logistic4, p, m, p0=logistic4_p0(p, m), maxfev=maxfev)
-    except (RuntimeError, ValueError) as exc:
-        return LogisticFit(FIT_LOGISTIC4, False, reason=f"curve_fit failed: {exc}")
-    fitted = logistic4(p, *popt)
-    if not np.all(np.isfinite(popt)) or not np.all(np.isfinite(fitted)):
-        return LogisticFit(FIT_LOGISTIC4, False, reason="the fitted curve is not finite")
-    if np.all(fitted == fitted[0]):
-        return LogisticFit(FIT_LOGISTIC4, False, reason="the fitted curve is constant")
-    return LogisticFit(FIT_LOGISTIC4, True, params=tuple(float(b) for b in popt))
+    # squared errors closer than this are a tie, which the earlier start wins
+    tie = 1e-6 * float(np.sum((m - m.mean()) ** 2))
+    good_enough = -math.inf if thorough else _limit_sse(p, m) + tie
+    first: LogisticFit | None = None
+    best: LogisticFit | None = None
+    best_sse = math.inf
+    for p0 in _start_points(p, m):
+        fit = _fit_from(p, m, p0, maxfev)
+        first = first or fit
+        if fit.converged:
+            sse = float(np.sum((fit(p) - m) ** 2))
+            if sse < best_sse - tie:
+                best, best_sse = fit, sse
+        if best_sse <= good_enough:
+            break
+    return best if best is not None else first
 
 
 def fit_logistic4(pred: ArrayLike, mos: ArrayLike, maxfev: int = 10000) -> LogisticFit:
@@ -179,8 +262,12 @@ def fit_logistic4(pred: ArrayLike, mos: ArrayLike, maxfev: int = 10000) -> Logis
         maxfev: Most function evaluations for ``curve_fit`` (10000, as DeQA-Score).
 
     Returns:
-        A :class:`LogisticFit`. A failed fit is returned (``converged=False``, identity
-        mapping) with a :class:`MetricWarning`, not raised.
+        A :class:`LogisticFit`: of the fits from several start points (see the module
+        docstring), the usable one with the smallest sum of squared errors. A fit whose
+        curve is flat over the data (values spanning at most ``FLAT_TOLERANCE`` of the MOS
+        range) is not usable. When no fit is usable, a failed fit is returned
+        (``converged=False``, identity mapping, ``fallback: "raw"``) with a
+        :class:`MetricWarning`, not raised.
     """
     p, m = as_pairs(pred, mos)
     fit = _fit_logistic4_quiet(p, m, maxfev)
@@ -269,7 +356,7 @@ def _resample_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
 
 
 def _refit_plcc(p: np.ndarray, m: np.ndarray) -> float:
-    fit = _fit_logistic4_quiet(p, m, maxfev=10000)
+    fit = _fit_logistic4_quiet(p, m, maxfev=10000, thorough=False)
     q = fit(p)
     if _degenerate(q, m):
         return math.nan

@@ -1,0 +1,61 @@
+"""The one way qponder builds a client for an OpenAI-compatible endpoint (vLLM, SGLang,
+``transformers serve``, hosted APIs): the teacher, the ``openai`` scoring backend and the
+``openai`` consistency judge all call :func:`openai_client`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from qponder.errors import QponderError
+
+DUMMY_API_KEY = "EMPTY"  # local servers accept any key; the SDK refuses none
+
+
+def api_key(api_key_env: str, base_url: str | None, what: str) -> str:
+    """The key in ``$api_key_env``; a dummy key for a local endpoint that needs none.
+
+    Raises:
+        QponderError: No key is set and no ``base_url`` is given (that means the hosted
+            OpenAI API, which needs one); ``what`` names the setting in the message.
+    """
+    key = os.environ.get(api_key_env)
+    if key:
+        return key
+    if base_url is None:
+        raise QponderError(
+            f"{what} without a base_url talks to api.openai.com and needs an API key in "
+            f"${api_key_env}; set a base_url for a local server"
+        )
+    return DUMMY_API_KEY
+
+
+def openai_client(
+    base_url: str | None,
+    *,
+    api_key_env: str = "OPENAI_API_KEY",
+    timeout: float = 120.0,
+    max_retries: int = 5,
+    asynchronous: bool = False,
+    what: str = "the openai endpoint",
+) -> Any:
+    """Build an ``openai.OpenAI`` (or ``AsyncOpenAI``) client for ``base_url``.
+
+    Args:
+        base_url: The endpoint, e.g. ``http://localhost:8000/v1``; None = api.openai.com.
+        api_key_env: Environment variable holding the key (see :func:`api_key`).
+        timeout: Seconds a request may take.
+        max_retries: The SDK's own retries on connection errors, 429 and 5xx.
+        asynchronous: Return an ``AsyncOpenAI`` client.
+        what: The setting that asked for the client, for error messages.
+    """
+    import openai
+
+    for name in ("httpx", "httpx2"):  # one INFO line per request would bury a progress bar
+        if logging.getLogger(name).level == logging.NOTSET:
+            logging.getLogger(name).setLevel(logging.WARNING)
+    cls = openai.AsyncOpenAI if asynchronous else openai.OpenAI
+    key = api_key(api_key_env, base_url, what)
+    return cls(base_url=base_url, api_key=key, timeout=timeout, max_retries=max_retries)

@@ -1,0 +1,202 @@
+"""Consistency judges: frozen models that read a piece of reasoning alone (no image, no
+answer) and state the score it implies.
+
+A judge sees the student instruction of the recipe (the same words the policy was trained
+on, prompt overrides included), then an assistant turn made of the reasoning and an open
+``<answer>`` tag; the implied score is the expected score over "1".."5" at the next
+position (:func:`qponder.parsing.expected_from_logprobs`). :class:`HFJudge` runs a
+transformers model; :class:`OpenAIJudge` asks an OpenAI-compatible endpoint that can
+continue a prefilled assistant turn (vLLM's ``continue_final_message``). The reward that
+uses them, :class:`qponder.rewards.ConsistencyReward`, only needs ``implied_scores``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from qponder.endpoints import openai_client
+from qponder.parsing import expected_from_logprobs
+from qponder.prompts import STUDENT_INSTRUCTION, student_messages
+
+
+@dataclass
+class JudgeStats:
+    """Cumulative cost of a judge: calls, texts read and seconds spent."""
+
+    calls: int = 0
+    texts: int = 0
+    seconds: float = 0.0
+
+    @property
+    def seconds_per_text(self) -> float:
+        return self.seconds / self.texts if self.texts else float("nan")
+
+
+def judge_prompt_suffix(reasoning: str) -> str:
+    """The assistant text the judge continues: the reasoning, then an open answer tag."""
+    return f"{reasoning.rstrip()}\n<answer>"
+
+
+class Judge:
+    """Reads reasoning alone and states the score it implies (subclasses implement
+    :meth:`_implied_scores`).
+
+    Args:
+        instruction: The student instruction the judge is shown (the recipe's).
+    """
+
+    def __init__(self, instruction: str | None = None) -> None:
+        self.instruction = instruction or STUDENT_INSTRUCTION
+        self.stats = JudgeStats()
+
+    def implied_scores(self, reasonings: Sequence[str]) -> list[float | None]:
+        """Return, for each reasoning text (answer removed), the score it implies on [1, 5],
+        or ``None`` where the judge could not say."""
+        start = time.perf_counter()
+        scores = self._implied_scores(list(reasonings))
+        self.stats.calls += 1
+        self.stats.texts += len(reasonings)
+        self.stats.seconds += time.perf_counter() - start
+        return scores
+
+    def _implied_scores(self, reasonings: list[str]) -> list[float | None]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class HFJudge(Judge):
+    """A frozen transformers model as judge, read out in one forward pass per batch.
+
+    Args:
+        model: A causal (vision-)language model; kept in eval mode, no gradients.
+        processor: Its processor or tokenizer (must carry the chat template).
+        instruction: The user text; defaults to the student instruction.
+        batch_size: Texts per forward pass.
+    """
+
+    def __init__(
+        self, model: Any, processor: Any, instruction: str | None = None, batch_size: int = 16
+    ) -> None:
+        super().__init__(instruction)
+        from qponder.models.readout import score_token_ids
+
+        self.model = model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.batch_size = batch_size
+        self.ids = score_token_ids(self.tokenizer)
+        messages = student_messages(self.instruction, with_image=False)
+        self.prefix = processor.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+
+    @classmethod
+    def from_pretrained(cls, path: str, model_config: Any = None, **kwargs: Any) -> HFJudge:
+        """Load a judge from a checkpoint through :func:`qponder.models.load_model`."""
+        from qponder.models import load_model
+
+        model, processor = load_model(path, model_config)
+        return cls(model, processor, **kwargs)
+
+    def _implied_scores(self, reasonings: list[str]) -> list[float | None]:
+        import torch
+
+        from qponder.models.readout import expected_scores
+
+        out: list[float | None] = []
+        device = next(self.model.parameters()).device
+        side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "left"  # the read-out position is the last one
+        try:
+            for start in range(0, len(reasonings), self.batch_size):
+                chunk = [
+                    self.prefix + judge_prompt_suffix(r)
+                    for r in reasonings[start : start + self.batch_size]
+                ]
+                enc = self.tokenizer(
+                    chunk, return_tensors="pt", padding=True, add_special_tokens=False
+                ).to(device)
+                with torch.no_grad():
+                    logits = self.model(**enc).logits[:, -1, :]
+                out.extend(expected_scores(logits, self.ids))
+        finally:
+            self.tokenizer.padding_side = side
+        return out
+
+
+class OpenAIJudge(Judge):
+    """A judge behind an OpenAI-compatible endpoint that continues a prefilled assistant turn
+    (vLLM's ``continue_final_message``) and returns top log-probabilities of one token.
+
+    The implied score is the expectation over "1".."5" among the returned top tokens,
+    renormalised; ``None`` when none of them is a digit.
+
+    Args:
+        base_url: The endpoint.
+        model: The served model name.
+        api_key_env: Environment variable holding the key.
+        instruction: The student instruction (the recipe's).
+        top_logprobs: How many top tokens to ask for.
+        client: A ready ``openai.OpenAI`` client (tests, custom transports).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        instruction: str | None = None,
+        top_logprobs: int = 20,
+        client: Any = None,
+    ) -> None:
+        super().__init__(instruction)
+        self.client = client or openai_client(
+            base_url, api_key_env=api_key_env, what="grpo.consistency.judge=openai"
+        )
+        self.model = model
+        self.top_logprobs = top_logprobs
+
+    def _one(self, reasoning: str) -> float | None:
+        resp = self.client.chat.completions.create(
+            model=self.model,
+            messages=[
+                {"role": "user", "content": self.instruction},
+                {"role": "assistant", "content": judge_prompt_suffix(reasoning)},
+            ],
+            max_tokens=1,
+            temperature=0.0,
+            logprobs=True,
+            top_logprobs=self.top_logprobs,
+            extra_body={"continue_final_message": True, "add_generation_prompt": False},
+        )
+        content = resp.choices[0].logprobs.content if resp.choices[0].logprobs else None
+        if not content:
+            return None
+        return expected_from_logprobs({t.token: t.logprob for t in content[0].top_logprobs})
+
+    def _implied_scores(self, reasonings: list[str]) -> list[float | None]:
+        return [self._one(r) for r in reasonings]
+
+
+def build_judge(
+    cfg: Any, policy_path: str, model_config: Any = None, instruction: str | None = None
+) -> Judge:
+    """Build the consistency judge of a :class:`qponder.config.ConsistencyRewardConfig`:
+    ``policy`` = a frozen copy of the initial policy, ``openai`` = an endpoint, else a path.
+
+    Args:
+        cfg: The ``grpo.consistency`` section (validated: ``openai`` has base_url and model).
+        policy_path: The initial policy, for ``judge: policy``.
+        model_config: How to load a local judge (dtype, device map, ...).
+        instruction: The recipe's student instruction, shown to the judge.
+    """
+    if cfg.judge == "openai":
+        return OpenAIJudge(cfg.base_url, cfg.model, instruction=instruction)
+    path = policy_path if cfg.judge == "policy" else cfg.judge
+    return HFJudge.from_pretrained(
+        path, model_config, instruction=instruction, batch_size=cfg.batch_size
+    )

@@ -1,0 +1,477 @@
+"""Run files: the one layer through which every stage writes what it produces.
+
+- Atomic writes (:func:`write_text_atomic`, :func:`write_json_atomic`): a reader never sees
+  half a file, whatever kills the writer.
+- ``environment.json`` (:func:`environment_info`) and the resolved config
+  (:func:`save_run_files`) in every run directory.
+- Append-only result files that survive ``kill -9``: :class:`Journal` (JSONL records) and
+  :class:`CsvJournal` (CSV rows). Each batch is one ``write`` on an ``O_APPEND`` descriptor,
+  made durable with ``fsync`` before it counts as done; an exclusive lock makes a second
+  run on the same file fail at once instead of interleaving; :meth:`Journal.recover` cuts off
+  the torn last record a crash can leave (and only that: damage anywhere else is reported
+  with its file and line).
+- The one resume check (:func:`check_resume`): a run may continue into existing files only
+  when the settings that decide their content hash the same; otherwise the error lists what
+  changed.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from qponder.errors import QponderError
+
+logger = logging.getLogger(__name__)
+
+ENVIRONMENT = "environment.json"
+
+
+class RunFileError(QponderError):
+    """A run file cannot be read, written or resumed; the message names the file."""
+
+
+class LockedError(RunFileError):
+    """Another process is writing the same output."""
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory descriptors
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename, durably."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(path.parent)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` so that a reader never sees half a file."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` so that a reader never sees half a file."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file written by :func:`write_json_atomic`.
+
+    Raises:
+        RunFileError: The file is not UTF-8 or not JSON; the message names it.
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RunFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise RunFileError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment_info() -> dict[str, Any]:
+    """Versions of Python and the main libraries, the device, and the git commit."""
+    from importlib import metadata
+
+    versions = {}
+    for pkg in ("qponder", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "vllm"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    info: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "git_commit": _git_commit(),
+        "cpu_count": os.cpu_count(),
+    }
+    try:
+        import torch
+
+        info["cuda"] = torch.cuda.is_available()
+        info["devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except ImportError:  # pragma: no cover - torch is a dependency
+        info["cuda"] = False
+    return info
+
+
+def save_run_files(run_dir: str | os.PathLike, config: Any, name: str = "run_config.yaml") -> None:
+    """Write the resolved config (YAML or JSON by ``name``'s suffix) and environment.json."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+    target = run_dir / name
+    if target.suffix == ".json":
+        write_json_atomic(target, data)
+    else:
+        write_text_atomic(target, yaml.safe_dump(data, sort_keys=False))
+    write_json_atomic(run_dir / ENVIRONMENT, environment_info())
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def config_hash(settings: Mapping[str, Any]) -> str:
+    """A short stable hash of plain-data settings (key order does not matter).
+
+    Example:
+        >>> config_hash({"a": 1, "b": [2]}) == config_hash({"b": [2], "a": 1})
+        True
+    """
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def settings_diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every dotted key whose value differs.
+
+    Example:
+        >>> settings_diff({"eval": {"split": "test"}}, {"eval": {"split": "val"}})
+        ["eval.split: 'test' -> 'val'"]
+    """
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += settings_diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out
+
+
+def check_resume(
+    target: str | os.PathLike, previous: Mapping[str, Any] | None, settings: Mapping[str, Any]
+) -> None:
+    """Refuse to continue ``target`` when it was made with other settings.
+
+    Args:
+        target: The output being resumed (named in the message).
+        previous: The settings recorded by the run that made it, or None when none were
+            recorded (then there is nothing to compare and the check passes).
+        settings: This run's settings that decide the output's content.
+
+    Raises:
+        RunFileError: Naming every setting that changed.
+    """
+    if previous is None or config_hash(previous) == config_hash(settings):
+        return
+    diff = settings_diff(previous, settings)
+    raise RunFileError(
+        f"{target} was made with other settings ({'; '.join(diff[:8]) or 'unknown difference'})"
+        "; resuming would mix them in one output. Use the same settings, or another --out"
+    )
+
+
+def check_fresh_or_resume(target: str | os.PathLike, has_output: bool, resume: bool) -> None:
+    """Refuse to write over existing results without ``--resume``.
+
+    Raises:
+        RunFileError: ``target`` already holds results and ``resume`` is False.
+    """
+    if has_output and not resume:
+        raise RunFileError(
+            f"{target} already holds results; pass --resume to continue it, or choose another --out"
+        )
+
+
+# --------------------------------------------------------------------------- append-only files
+
+
+def _decode_line(path: Path, number: int, line: bytes) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RunFileError(
+            f"{path}:{number}: not UTF-8 text ({exc.reason} at byte {exc.start} of the line)"
+        ) from None
+
+
+class AppendFile:
+    """An append-only file, written a batch at a time with one ``write`` and an ``fsync``.
+
+    Args:
+        path: The file; created on :meth:`open` with its parent folders.
+    """
+
+    what = "results"
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def __enter__(self) -> AppendFile:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def open(self, lock: bool = False) -> None:
+        """Open for appending.
+
+        Args:
+            lock: Take an exclusive lock, so that a second run on the same file fails at
+                once instead of interleaving with this one (released when the process ends,
+                even by ``kill -9``).
+
+        Raises:
+            LockedError: Another process holds the lock.
+            RunFileError: The file or its folder cannot be created (named in the message).
+        """
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            created = not self.path.exists()
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RunFileError(f"{self.path}: cannot write ({exc.strerror})") from None
+        if created:
+            _fsync_dir(self.path.parent)
+        if lock:
+            try:
+                import fcntl
+            except ImportError:  # pragma: no cover - Windows: no advisory locks
+                return
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                self.close()
+                raise LockedError(
+                    f"{self.path}: another run is writing this file; wait for it or choose "
+                    "another --out"
+                ) from None
+
+    def write(self, data: bytes) -> None:
+        """Append ``data`` in one write and wait until it is on disk."""
+        if self._fd is None:
+            raise RuntimeError(f"{self.path} is not open")
+        view = memoryview(data)
+        try:
+            while view:  # a regular file takes it in one write; loop for the odd short write
+                view = view[os.write(self._fd, view) :]
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise RunFileError(
+                f"{self.path}: write failed ({exc.strerror}); what was written before is kept"
+            ) from None
+
+    def close(self) -> None:
+        """Close the file (and release its lock)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _truncate(self, size: int, dropped: int) -> None:
+        logger.warning(
+            "%s: dropped an incomplete last %s (%d bytes) left by an interrupted run; it "
+            "will be produced again",
+            self.path,
+            "record" if isinstance(self, Journal) else "row",
+            dropped,
+        )
+        with open(self.path, "r+b") as fh:
+            fh.truncate(size)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+class Journal(AppendFile):
+    """An append-only JSONL file of records (JSON objects), one per line."""
+
+    def _parse(self, data: bytes) -> tuple[list[dict[str, Any]], int]:
+        """Records of complete lines, and the size of the part that holds them."""
+        lines = data.split(b"\n")
+        tail = lines.pop()  # bytes after the last newline: empty unless the line was torn
+        records, good = [], 0
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                text = _decode_line(self.path, number, line)
+                try:
+                    record = json.loads(text)
+                    if not isinstance(record, dict):
+                        raise ValueError("not an object")
+                except ValueError as exc:
+                    if number == len(lines) and not tail:
+                        break  # an unreadable last line (e.g. zero-filled after a crash)
+                    raise RunFileError(f"{self.path}:{number}: not a JSON record ({exc})") from None
+                records.append(record)
+            good += len(line) + 1
+        return records, good
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every complete record, ignoring a torn last line; the file is not changed.
+
+        Raises:
+            RunFileError: A line other than the last is not a JSON object or not UTF-8.
+        """
+        if not self.path.exists():
+            return []
+        return self._parse(self.path.read_bytes())[0]
+
+    def recover(self) -> list[dict[str, Any]]:
+        """Like :meth:`read`, but first cut off a torn or unreadable last line.
+
+        Returns:
+            The records in file order.
+        """
+        if not self.path.exists():
+            return []
+        data = self.path.read_bytes()
+        records, good = self._parse(data)
+        if good < len(data):
+            self._truncate(good, len(data) - good)
+        return records
+
+    def append(self, records: dict[str, Any] | Iterable[dict[str, Any]]) -> None:
+        """Append one record, or a batch of records in one write, durably."""
+        if isinstance(records, dict):
+            records = [records]
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        if text:
+            self.write(text.encode("utf-8"))
+
+    def rewrite(self, records: Iterable[dict[str, Any]]) -> None:
+        """Replace the whole file with ``records`` atomically (before :meth:`open`)."""
+        if self._fd is not None:
+            raise RuntimeError("rewrite() before open()")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        write_text_atomic(self.path, text)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read a JSONL file, ignoring blank lines and a torn last line.
+
+    Raises:
+        RunFileError: A complete line is not a JSON object or not UTF-8; the message names
+            the file and line.
+    """
+    return Journal(path).read()
+
+
+class CsvJournal(AppendFile):
+    """An append-only CSV file with a header row; ``None`` is written as an empty cell.
+
+    Args:
+        path: The file.
+        columns: The header; columns of a row that are not in it are dropped.
+    """
+
+    def __init__(self, path: str | os.PathLike, columns: list[str]) -> None:
+        super().__init__(path)
+        self.columns = list(columns)
+
+    def _parse(self, data: bytes) -> tuple[list[dict[str, str]], int]:
+        """Complete rows, and the size of the part that holds them.
+
+        A row is complete when the line that ends it ends in a new-line and no quoted field
+        is left open, so a row torn inside a quoted multi-line field is not complete.
+        """
+        lines = data.split(b"\n")
+        tail = lines.pop()
+        texts = [_decode_line(self.path, i, line) + "\n" for i, line in enumerate(lines, 1)]
+        offsets = [0]
+        for line in lines:
+            offsets.append(offsets[-1] + len(line) + 1)
+        reader = csv.reader(iter(texts), strict=True)
+        rows: list[list[str]] = []
+        good = 0
+        try:
+            for row in reader:
+                rows.append(row)
+                good = offsets[reader.line_num]
+        except csv.Error:
+            if not tail and reader.line_num < len(texts):
+                raise RunFileError(
+                    f"{self.path}:{reader.line_num}: not a valid CSV row"
+                ) from None
+        if not rows:
+            return [], good
+        header, body = rows[0], rows[1:]
+        return [dict(zip(header, r, strict=False)) for r in body if r], good
+
+    def read(self) -> list[dict[str, str]]:
+        """Every complete row as a dict of strings, ignoring a torn last row."""
+        if not self.path.exists():
+            return []
+        return self._parse(self.path.read_bytes())[0]
+
+    def recover(self) -> list[dict[str, str]]:
+        """Like :meth:`read`, but first cut off a torn last row (wherever it was torn)."""
+        if not self.path.exists():
+            return []
+        data = self.path.read_bytes()
+        rows, good = self._parse(data)
+        if good < len(data):
+            self._truncate(good, len(data) - good)
+        return rows
+
+    def append(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Append rows in one write (the header first when the file is empty), durably."""
+        buf = io.StringIO()
+        writer = csv.DictWriter(
+            buf, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n"
+        )
+        if self.path.stat().st_size == 0:
+            writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in self.columns})
+        if buf.getvalue():
+            self.write(buf.getvalue().encode("utf-8"))
+
+
+def read_csv_rows(path: str | os.PathLike) -> list[dict[str, str]]:
+    """Read a CSV file written by :class:`CsvJournal`, ignoring a torn last row."""
+    return CsvJournal(path, []).read()
