@@ -121,8 +121,8 @@ def cpu_breakdown(steps: int, generations: int, completion_length: int) -> dict:
     from trl import GRPOTrainer
 
     from qponder.config import load_recipe
+    from qponder.models.judge import Judge
     from qponder.models.tiny import build_tiny_model
-    from qponder.rewards import Judge
     from qponder.train.grpo import train
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -174,8 +174,8 @@ def judge_all_parsed(model: Path, n: int, repeat: int = 5) -> float:
     parse (a random policy's rarely do, so the in-step figure understates it): the frozen
     policy reads ``n`` synthetic-teacher reasonings in one forward pass."""
     from qponder.distill.synthetic import example_completions
+    from qponder.models.judge import HFJudge
     from qponder.parsing import strip_answer
-    from qponder.rewards import HFJudge
 
     judge = HFJudge.from_pretrained(str(model), batch_size=n)
     texts = [strip_answer(c) for c in example_completions(n, seed=3)]

@@ -20,6 +20,14 @@ class CLIError(Exception):
     """An error to report to the user as one line, with exit status 2."""
 
 
+def _load_recipe(args: argparse.Namespace, flags: dict[str, object]) -> object:
+    """The recipe of a command: ``--config``, then ``--set``, then the command's own flags
+    (``flags`` maps each flag's recipe key to its value; None = not given), validated once."""
+    from qponder.config import load_recipe
+
+    return load_recipe(args.config, args.overrides, flags)
+
+
 def _add_common_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML recipe: a file or a shipped name (tiny-demo, ...)")
     p.add_argument(
@@ -28,7 +36,8 @@ def _add_common_run_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a recipe key, e.g. --set grpo.num_generations=8 (repeatable)",
+        help="override a recipe key, e.g. --set grpo.num_generations=8 (repeatable); "
+        "a command's own flags win over --set, which wins over the --config file",
     )
 
 
@@ -236,27 +245,14 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_distill(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from qponder.config import load_recipe
     from qponder.distill import run_distillation
 
-    recipe = load_recipe(args.config, args.overrides)
-    keys = (
-        "teacher",
-        "base_url",
-        "model",
-        "concurrency",
-        "timeout",
-        "tolerance",
-        "samples",
-        "mode",
-    )
-    changes = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
-    recipe.distill = dataclasses.replace(recipe.distill, **changes)  # validates again
-    if args.base_url and recipe.distill.teacher != "openai":
+    keys = ("teacher", "base_url", "model", "concurrency", "timeout", "tolerance", "samples", "mode")
+    recipe = _load_recipe(args, {f"distill.{k}": getattr(args, k) for k in keys})
+    if recipe.distill.base_url and recipe.distill.teacher != "openai":
         raise CLIError(
-            f"--base-url needs --teacher openai (the teacher is {recipe.distill.teacher})"
+            f"distill.base_url: an endpoint needs --teacher openai (the teacher is "
+            f"{recipe.distill.teacher})"
         )
     try:
         report = run_distillation(
@@ -288,19 +284,37 @@ def _add_sft(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--no-cot", action="store_true", help="train on the answer alone (ablation)")
+    _add_threads_file_arg(p)
     p.set_defaults(func=_cmd_sft)
 
 
+def _add_threads_file_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads-file",
+        metavar="PATH",
+        help="follow the CPU thread count written in PATH, re-read before each step "
+        "(a supervisor such as qponder demo hands freed cores on this way)",
+    )
+
+
+def _training_callbacks(args: argparse.Namespace) -> list:
+    if not args.threads_file:
+        return []
+    from qponder.train.callbacks import ThreadsFileCallback
+
+    return [ThreadsFileCallback(args.threads_file)]
+
+
 def _cmd_sft(args: argparse.Namespace) -> int:
-    from qponder.config import load_recipe
     from qponder.train.sft import run
 
-    recipe = load_recipe(args.config, args.overrides)
-    if args.model:
-        recipe.model.path = args.model
-    if args.no_cot:
-        recipe.sft.no_cot = True
-    final = run(recipe, data=args.data, out=args.out, max_steps=args.max_steps)
+    flags = {
+        "model.path": args.model,
+        "sft.no_cot": True if args.no_cot else None,
+        "sft.trl.max_steps": args.max_steps,
+    }
+    recipe = _load_recipe(args, flags)
+    final = run(recipe, data=args.data, out=args.out, callbacks=_training_callbacks(args))
     _print_main_process(f"final checkpoint: {final}")
     return 0
 
@@ -321,18 +335,20 @@ def _add_grpo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="initial policy (usually the SFT run's final/)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--max-steps", type=int)
+    _add_threads_file_arg(p)
     p.set_defaults(func=_cmd_grpo)
 
 
 def _cmd_grpo(args: argparse.Namespace) -> int:
-    from qponder.config import load_recipe
     from qponder.train.grpo import run
 
-    recipe = load_recipe(args.config, args.overrides)
-    if args.model:
-        recipe.model.path = args.model
+    recipe = _load_recipe(args, {"model.path": args.model, "grpo.trl.max_steps": args.max_steps})
     final = run(
-        recipe, dataset=args.dataset, split=args.split, out=args.out, max_steps=args.max_steps
+        recipe,
+        dataset=args.dataset,
+        split=args.split,
+        out=args.out,
+        callbacks=_training_callbacks(args),
     )
     _print_main_process(f"final checkpoint: {final}")
     return 0
@@ -380,26 +396,19 @@ def build_compare_parser() -> argparse.ArgumentParser:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
-    from qponder.config import load_recipe
     from qponder.evaluation.runner import run_eval
     from qponder.prompts import load_prompts
 
-    recipe = load_recipe(args.config, args.overrides)
-    cfg = recipe.eval
-    cfg.datasets = list(args.dataset)
-    if args.split is not None:
-        cfg.split = args.split
-    for key in ("limit", "batch_size", "samples", "backend"):
-        value = getattr(args, key)
-        if value is not None:
-            setattr(cfg, key, value)
+    keys = ("split", "limit", "batch_size", "samples", "backend", "base_url")
+    flags = {"eval.datasets": list(args.dataset), **{f"eval.{k}": getattr(args, k) for k in keys}}
+    recipe = _load_recipe(args, flags)
+    recipe.eval.require_endpoint()
     summary = run_eval(
         args.model,
-        cfg,
+        recipe.eval,
         out=args.out,
         model_config=recipe.model,
         resume=args.resume,
-        base_url=args.base_url,
         instruction=load_prompts(recipe.prompts).student_instruction,
     )
     if PartialState().is_main_process:  # under accelerate launch, print once
@@ -430,24 +439,19 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from qponder.config import load_recipe
     from qponder.inference import score_paths
     from qponder.prompts import load_prompts
 
-    recipe = load_recipe(args.config, args.overrides)
-    cfg = recipe.eval
-    for key in ("batch_size", "samples", "backend"):
-        value = getattr(args, key)
-        if value is not None:
-            setattr(cfg, key, value)
+    keys = ("batch_size", "samples", "backend", "base_url")
+    recipe = _load_recipe(args, {f"eval.{k}": getattr(args, k) for k in keys})
+    recipe.eval.require_endpoint()
     stats = score_paths(
         args.paths,
         args.model,
         args.out,
-        cfg,
+        recipe.eval,
         model_config=recipe.model,
         resume=args.resume,
-        base_url=args.base_url,
         instruction=load_prompts(recipe.prompts).student_instruction,
     )
     print(json.dumps(stats), file=sys.stderr)
@@ -499,7 +503,7 @@ def _add_env(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_env(args: argparse.Namespace) -> int:
-    from qponder.config import environment_info
+    from qponder.runfiles import environment_info
 
     print(json.dumps(environment_info(), indent=2))
     return 0
@@ -548,8 +552,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (QponderError, CLIError) as exc:
-        print(f"qponder {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args, str(exc))
+    except OSError as exc:  # the file system: a path that cannot be read or written
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        return _fail(args, f"{where}{exc.strerror or exc}")
+    except KeyboardInterrupt:
+        print(f"qponder {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _fail(args: argparse.Namespace, message: str) -> int:
+    """Report an expected failure as one line (with the traceback under ``-v``); exit 2."""
+    if args.verbose:
+        import traceback
+
+        traceback.print_exc()
+    line = " ".join(message.split())  # one line, whatever the message held
+    print(f"qponder {args.command}: error: {line}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

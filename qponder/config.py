@@ -14,10 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
 import re
-import subprocess
-import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -27,6 +24,7 @@ from typing import Any
 import yaml
 
 from qponder.errors import QponderError
+from qponder.rewards import REWARD_NAMES
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -179,8 +177,16 @@ class ScoreRewardConfig:
     eps: float = 0.35
 
     def __post_init__(self) -> None:
+        problems = []
         if self.kind not in {"gaussian", "laplace", "threshold"}:
-            raise ConfigError(f"grpo.score.kind: {self.kind!r} is not gaussian|laplace|threshold")
+            problems.append(f"grpo.score.kind: {self.kind!r} is not gaussian|laplace|threshold")
+        problems += [
+            f"grpo.score.{name}: must be > 0, got {getattr(self, name)!r}"
+            for name in ("sigma", "b", "eps")
+            if getattr(self, name) <= 0
+        ]
+        if problems:
+            raise ConfigError("; ".join(problems))
 
 
 @dataclass
@@ -192,6 +198,23 @@ class ConsistencyRewardConfig:
     model: str | None = None  # judge == openai: served model name
     sigma: float = 0.5
     batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.judge:
+            problems.append("grpo.consistency.judge: give policy, openai or a model path")
+        if self.judge == "openai":
+            problems += [
+                f"grpo.consistency.{k}: judge openai needs it"
+                for k in ("base_url", "model")
+                if not getattr(self, k)
+            ]
+        if self.sigma <= 0:
+            problems.append(f"grpo.consistency.sigma: must be > 0, got {self.sigma!r}")
+        if self.batch_size < 1:
+            problems.append(f"grpo.consistency.batch_size: must be >= 1, got {self.batch_size}")
+        if problems:
+            raise ConfigError("; ".join(problems))
 
 
 @dataclass
@@ -217,12 +240,24 @@ class GRPORunConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def __post_init__(self) -> None:
-        known = {"format", "score", "consistency", "ranking"}
-        unknown = sorted(set(self.rewards) - known)
-        if unknown:
-            raise ConfigError(f"grpo.rewards: unknown reward(s) {unknown}; known: {sorted(known)}")
-        if not any(w for w in self.rewards.values()):
-            raise ConfigError("grpo.rewards: every weight is 0; GRPO needs at least one reward")
+        problems = []
+        for name, weight in self.rewards.items():
+            if name not in REWARD_NAMES:
+                problems.append(f"grpo.rewards.{name}: unknown reward; known: {list(REWARD_NAMES)}")
+            elif isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+                problems.append(f"grpo.rewards.{name}: the weight must be a number >= 0")
+        if not problems and not any(self.rewards.values()):
+            problems.append("grpo.rewards: every weight is 0; GRPO needs at least one reward")
+        if "reward_weights" in self.trl:
+            problems.append(
+                "grpo.trl.reward_weights: set the weights in grpo.rewards (name: weight), "
+                "the one place they live"
+            )
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+
+BACKENDS: tuple[str, ...] = ("hf", "vllm", "openai")
 
 
 @dataclass
@@ -232,6 +267,7 @@ class EvalConfig:
     datasets: list[str] = field(default_factory=list)  # NAME:PATH specs
     split: str | None = "test"
     backend: str = "hf"  # hf | vllm | openai
+    base_url: str | None = None  # backend openai: the endpoint, e.g. http://host:8000/v1
     batch_size: int = 8
     max_new_tokens: int = 512
     samples: int = 1  # k > 1: sampled answers, mean and std reported
@@ -239,6 +275,32 @@ class EvalConfig:
     limit: int | None = None
     bootstrap: int = 1000  # bootstrap resamples for confidence intervals
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.backend not in BACKENDS:
+            problems.append(f"eval.backend: {self.backend!r} is not {'|'.join(BACKENDS)}")
+        problems += [
+            f"eval.{name}: must be >= 1, got {getattr(self, name)!r}"
+            for name in ("batch_size", "max_new_tokens", "samples")
+            if getattr(self, name) < 1
+        ]
+        if self.limit is not None and self.limit < 1:
+            problems.append(f"eval.limit: must be >= 1 (or null for every image), got {self.limit}")
+        if self.samples > 1 and self.temperature <= 0:
+            problems.append("eval.temperature: must be > 0 when eval.samples > 1")
+        if self.bootstrap < 0:
+            problems.append(f"eval.bootstrap: must be >= 0, got {self.bootstrap}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    def require_endpoint(self) -> None:
+        """Refuse the ``openai`` backend without an endpoint (checked before any work)."""
+        if self.backend == "openai" and not self.base_url:
+            raise ConfigError(
+                "eval.base_url: the openai backend needs an endpoint (--base-url "
+                "http://host:8000/v1)"
+            )
 
 
 @dataclass
@@ -317,23 +379,45 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
         raise ConfigError(f"--set {item!r}: empty key")
-    return parts, yaml_load(raw) if raw.strip() else None
+    try:
+        value = yaml_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"--set {key.strip()}: the value {raw!r} is not valid YAML ({mark})") from None
+    return parts, value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
-    """Return a copy of ``data`` with ``key.path=value`` overrides applied."""
+def _set_path(data: dict[str, Any], parts: list[str], value: Any, source: str) -> None:
+    node = data
+    for i, p in enumerate(parts[:-1]):
+        nxt = node.get(p)
+        if nxt is None:
+            nxt = node[p] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{source}: {'.'.join(parts[: i + 1])} is not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def apply_overrides(
+    data: dict[str, Any],
+    overrides: list[str] | None,
+    flags: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return a copy of ``data`` with ``key.path=value`` overrides, then flags, applied.
+
+    Args:
+        data: The recipe as plain YAML data.
+        overrides: ``--set`` strings; values are read as YAML.
+        flags: Dotted key -> value of command-line flags (already typed, not YAML); they
+            win over ``--set`` and the file.
+    """
     data = json.loads(json.dumps(data))  # deep copy of plain YAML data
     for item in overrides or []:
         parts, value = parse_override(item)
-        node = data
-        for p in parts[:-1]:
-            nxt = node.get(p)
-            if nxt is None:
-                nxt = node[p] = {}
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {item!r}: {p!r} is not a section")
-            node = nxt
-        node[parts[-1]] = value
+        _set_path(data, parts, value, f"--set {item!r}")
+    for key, value in (flags or {}).items():
+        _set_path(data, key.split("."), value, f"flag for {key}")
     return data
 
 
@@ -370,6 +454,53 @@ def _route_trl_keys(data: dict[str, Any], problems: list[str]) -> None:
             problems.append(f"{section}.trl.{k}: not an option of trl.{_TRL_SECTIONS[section]}")
             trl_opts.pop(k, None)
         sec["trl"] = trl_opts
+
+
+# TRL options whose values qponder checks before any model is loaded: key -> (kind, lowest,
+# strict). TRL checks the rest when its config is built, also before the model loads.
+_TRL_NUMBERS: dict[str, tuple[type, float, bool]] = {
+    "max_steps": (int, 1, False),
+    "learning_rate": (float, 0, True),
+    "per_device_train_batch_size": (int, 1, False),
+    "gradient_accumulation_steps": (int, 1, False),
+    "num_train_epochs": (float, 0, True),
+    "num_generations": (int, 2, False),
+    "max_completion_length": (int, 1, False),
+    "max_length": (int, 1, False),
+    "logging_steps": (float, 0, True),
+    "save_steps": (float, 0, True),
+}
+
+
+def _check_trl_numbers(data: dict[str, Any], problems: list[str]) -> None:
+    for section in _TRL_SECTIONS:
+        opts = (data.get(section) or {}).get("trl") or {}
+        for key, (kind, lowest, strict) in _TRL_NUMBERS.items():
+            if key not in opts or opts[key] is None and key == "max_length":
+                continue
+            value = opts[key]
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if kind is int and number and float(value).is_integer():
+                value = int(value)
+            if not number or (kind is int and not isinstance(value, int)):
+                what = "a whole number" if kind is int else "a number"
+                problems.append(f"{section}.trl.{key}: {opts[key]!r} is not {what}")
+            elif value < lowest or (strict and value == lowest):
+                bound = f"> {lowest:g}" if strict else f">= {lowest:g}"
+                problems.append(f"{section}.trl.{key}: must be {bound}, got {value!r}")
+
+
+def _check_prompts(data: dict[str, Any], problems: list[str]) -> None:
+    from qponder.prompts import load_prompts
+
+    prompts = data.get("prompts") or {}
+    if not isinstance(prompts, dict):
+        problems.append("prompts: expected a mapping of prompt name -> text")
+        return
+    try:
+        load_prompts(prompts)
+    except ValueError as exc:
+        problems.append(str(exc))
 
 
 def _is_dataclass_type(tp: Any) -> bool:
@@ -443,20 +574,28 @@ def resolve_recipe_path(name: str | os.PathLike) -> Path:
 
 
 def load_recipe(
-    path: str | os.PathLike | None = None, overrides: list[str] | None = None
+    path: str | os.PathLike | None = None,
+    overrides: list[str] | None = None,
+    flags: dict[str, Any] | None = None,
 ) -> Recipe:
-    """Load a YAML recipe (or the defaults when ``path`` is None) and apply overrides.
+    """Load a YAML recipe (or the defaults when ``path`` is None), apply overrides and
+    command-line flags, and validate the result. The one path from user input to a recipe.
+
+    Precedence, lowest first: qponder's defaults, the YAML file, ``--set`` overrides, flags.
 
     Args:
         path: A YAML file, or the name of a shipped recipe such as ``tiny-demo``.
         overrides: ``key.path=value`` strings, as given to ``--set``.
+        flags: Dotted key -> typed value, from a command's own flags (``--model`` ->
+            ``model.path``); ``None`` values are left out.
 
     Returns:
         The validated :class:`Recipe`.
 
     Raises:
-        ConfigError: Listing every problem found, each with its dotted key.
+        ConfigError: Listing every problem found on one line, each with its dotted key.
     """
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
     data: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
@@ -468,95 +607,17 @@ def load_recipe(
             raise ConfigError(f"{rp}: invalid YAML: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"{rp}: a recipe must be a mapping of sections")
-    data = apply_overrides(data, overrides)
+    data = apply_overrides(data, overrides, flags)
     problems: list[str] = []
     _route_trl_keys(data, problems)
+    _check_trl_numbers(data, problems)
+    _check_prompts(data, problems)
     recipe = build_dataclass(Recipe, data, "", problems)
     if problems:
-        lines = "\n  - ".join(problems)
-        raise ConfigError(f"invalid recipe ({source}):\n  - {lines}")
+        raise ConfigError(f"invalid recipe ({source}): " + "; ".join(problems))
     return recipe
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
     """Return the recipe as plain data (for run_config.yaml)."""
     return dataclasses.asdict(recipe)
-
-
-# --------------------------------------------------------------------------- run directory
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def environment_info() -> dict[str, Any]:
-    """Versions of Python and the main libraries, the device, and the git commit."""
-    from importlib import metadata
-
-    versions = {}
-    for pkg in (
-        "qponder",
-        "torch",
-        "transformers",
-        "trl",
-        "peft",
-        "accelerate",
-        "datasets",
-        "vllm",
-    ):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    info: dict[str, Any] = {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "packages": versions,
-        "git_commit": _git_commit(),
-        "cpu_count": os.cpu_count(),
-    }
-    try:
-        import torch
-
-        info["cuda"] = torch.cuda.is_available()
-        info["devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    except ImportError:  # pragma: no cover - torch is a dependency
-        info["cuda"] = False
-    return info
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, so a reader never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON to ``path`` through a temporary file, so a reader never sees half a file."""
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
-
-
-def save_run_files(run_dir: str | os.PathLike, config: Any, name: str = "run_config.yaml") -> None:
-    """Write the resolved config (YAML or JSON by ``name``'s suffix) and environment.json."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    data = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
-    target = run_dir / name
-    if target.suffix == ".json":
-        write_json_atomic(target, data)
-    else:
-        write_text_atomic(target, yaml.safe_dump(data, sort_keys=False))
-    write_json_atomic(run_dir / "environment.json", environment_info())

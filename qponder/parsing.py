@@ -1,15 +1,24 @@
-"""Parsing of model outputs in the ``<think>...</think><answer>score</answer>`` format.
+"""The answer vocabulary: parsing model outputs in the ``<think>...</think><answer>score
+</answer>`` format, every failure reason, and the expected-score read-out.
 
 The score is the first number inside the LAST ``<answer>...</answer>`` block. Parsing is
 tolerant about white space and a few textual variants ("3.5/5", "Score: 3.5",
-``{"rating": 3.5}``) and never guesses: anything else gives ``None``. Training (rewards)
-and evaluation call the same functions, so a parse failure means the same thing in both.
+``{"rating": 3.5}``) and never guesses: anything else gives ``None`` and a failure reason.
+A number is read only when it stands on its own: digits inside a word or a key
+(``bbox_2d``, ``v2``, ``3.5x``) are never the score, and an answer written as JSON is read
+by its rating/score key or refused. Training (rewards), evaluation, scoring and the
+consistency judges all call these functions, so a parse failure and an expected score mean
+the same thing everywhere.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 SCORE_MIN = 1.0
 SCORE_MAX = 5.0
@@ -18,18 +27,49 @@ _ANSWER_RE = re.compile(r"<\s*answer\s*>(.*?)<\s*/\s*answer\s*>", re.IGNORECASE 
 _THINK_RE = re.compile(r"<\s*think\s*>(.*?)<\s*/\s*think\s*>", re.IGNORECASE | re.DOTALL)
 _ANSWER_OPEN_RE = re.compile(r"<\s*answer\s*>", re.IGNORECASE)
 _THINK_OPEN_RE = re.compile(r"<\s*think\s*>", re.IGNORECASE)
-_NUMBER_RE = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+# a number standing on its own: not glued to a letter, digit, "_" or "." on either side
+_NUMBER_RE = re.compile(r"(?<![\w.])[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?![\w.])")
+# the keys a JSON answer may carry its score under (case-insensitive), in order of preference
+SCORE_KEYS: tuple[str, ...] = ("rating", "score", "quality_score", "quality", "overall")
+_KEY_VALUE_RE = re.compile(
+    r"[\"']?(" + "|".join(SCORE_KEYS) + r")[\"']?\s*[:=]\s*[\"']?([^,}\]\"'\s]+)", re.IGNORECASE
+)
 # What may follow the number and change its meaning: a scale ("/10", "out of 10"),
 # a decimal comma ("3,5") or a range ("3-4", "3 to 4").
 _SCALE_RE = re.compile(r"\s*(?:/|out\s+of)\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 _AMBIGUOUS_RE = re.compile(r",\d|\s*(?:-|\u2013|to\b)\s*\d", re.IGNORECASE)
 
-# Failure reasons, as reported in evaluation summaries and distillation rejects.
+# Parse failure reasons, as reported in evaluation summaries, score outputs and
+# distillation rejects. Every one of them counts as a parse failure.
 NO_ANSWER = "no_answer"
 NO_NUMBER = "no_number"
 OUT_OF_RANGE = "out_of_range"
 OTHER_SCALE = "other_scale"
 AMBIGUOUS = "ambiguous"
+NO_SCORE_KEY = "no_score_key"
+PARSE_FAILURES: frozenset[str] = frozenset(
+    {NO_ANSWER, NO_NUMBER, OUT_OF_RANGE, OTHER_SCALE, AMBIGUOUS, NO_SCORE_KEY}
+)
+# Failures that produced no answer to parse, as prefixes of the ``error`` field.
+BAD_IMAGE = "bad_image"  # bad_image:<reason>, see qponder.errors.BadImageError
+REQUEST_FAILED = "request_failed"  # request_failed: <detail> (an endpoint did not answer)
+
+
+def failure_kind(error: str | None) -> str | None:
+    """Classify an ``error`` field: ``None`` (no failure), ``"parse"``, ``"bad_image"``,
+    ``"request"`` or ``"other"``.
+
+    Example:
+        >>> [failure_kind(e) for e in (None, "other_scale", "bad_image:truncated", "x")]
+        [None, 'parse', 'bad_image', 'other']
+    """
+    if error is None:
+        return None
+    if error in PARSE_FAILURES:
+        return "parse"
+    if error.startswith(BAD_IMAGE):
+        return "bad_image"
+    return "request" if error.startswith(REQUEST_FAILED) else "other"
 
 
 @dataclass(frozen=True)
@@ -86,7 +126,34 @@ def completion_text(completion: str | list | dict) -> str:
     raise TypeError(f"unsupported completion type: {type(completion).__name__}")
 
 
+def _score_from_structured(answer: str) -> tuple[float | None, str | None]:
+    """The score of an answer written as JSON (or a JSON-like mapping): its score key only."""
+    try:
+        data: Any = json.loads(answer)
+    except ValueError:
+        data = None
+    if isinstance(data, list) and len(data) == 1:
+        data = data[0]
+    if isinstance(data, dict):
+        lowered = {str(k).lower(): v for k, v in data.items()}
+        for key in SCORE_KEYS:
+            value = lowered.get(key)
+            if isinstance(value, bool) or value is None:
+                continue
+            if isinstance(value, (int, float, str)):
+                return _score_from_plain(str(value))
+        return None, NO_SCORE_KEY
+    match = _KEY_VALUE_RE.search(answer)  # e.g. {rating: 3.5}, not valid JSON
+    return _score_from_plain(match.group(2)) if match else (None, NO_SCORE_KEY)
+
+
 def _score_from_answer(answer: str) -> tuple[float | None, str | None]:
+    if answer.strip().startswith(("{", "[")):
+        return _score_from_structured(answer.strip())
+    return _score_from_plain(answer)
+
+
+def _score_from_plain(answer: str) -> tuple[float | None, str | None]:
     match = _NUMBER_RE.search(answer)
     if match is None:
         return None, NO_NUMBER
@@ -194,3 +261,98 @@ def format_answer(score: float) -> str:
 def format_completion(reasoning: str, score: float) -> str:
     """Render reasoning and score in the model output contract (DESIGN §2)."""
     return f"<think>\n{reasoning.strip()}\n</think>\n{format_answer(score)}"
+
+
+# --------------------------------------------------------------------------- read-out
+
+DIGITS: tuple[str, ...] = ("1", "2", "3", "4", "5")  # the score levels, as answer tokens
+
+
+def expected_from_logprobs(logprobs: Mapping[str, float]) -> float | None:
+    """Expected score from log-probabilities (or logits) of tokens at the answer position.
+
+    The one read-out of the package: backends (transformers, vLLM, OpenAI-compatible) and
+    judges all call it. Only the tokens "1".."5" count (surrounding white space ignored, and
+    the same digit written twice is summed); the result is the softmax restricted to the
+    listed digits, so unnormalised logits give the same value as log-probabilities, and a
+    digit missing from a top-k list counts as probability 0.
+
+    Returns:
+        ``sum_k p(k) * k`` over the listed digits, or None when no digit is listed.
+
+    Example:
+        >>> round(expected_from_logprobs({"4": math.log(0.6), "5": math.log(0.2), "x": -1.0}), 6)
+        4.25
+        >>> expected_from_logprobs({"1": 0.0, "2": 0.0, "3": 0.0, "4": 0.0, "5": 0.0})
+        3.0
+    """
+    lps: list[tuple[int, float]] = []
+    for token, lp in logprobs.items():
+        t = str(token).strip()
+        if t in DIGITS and lp is not None and math.isfinite(lp):
+            lps.append((int(t), float(lp)))
+    if not lps:
+        return None
+    top = max(lp for _, lp in lps)
+    weights = [(k, math.exp(lp - top)) for k, lp in lps]
+    return sum(k * w for k, w in weights) / sum(w for _, w in weights)
+
+
+def expected_from_digit_logits(values: Sequence[float]) -> float | None:
+    """:func:`expected_from_logprobs` for the five logits of "1".."5", in that order."""
+    return expected_from_logprobs(dict(zip(DIGITS, values, strict=True)))
+
+
+def _answer_tag_end(text: str) -> int | None:
+    """Character offset just after the last ``<answer>`` tag of ``text``, or None."""
+    matches = list(_ANSWER_OPEN_RE.finditer(text))
+    return matches[-1].end() if matches else None
+
+
+def answer_token_index(ids: Sequence[int], decode: Callable[[Sequence[int]], str]) -> int | None:
+    """Index of the first non-white-space token after the last ``<answer>`` tag: where the
+    expected score is read.
+
+    Args:
+        ids: Generated token ids (the completion only, no prompt).
+        decode: Turns ids into text, e.g. ``lambda t: tok.decode(t, skip_special_tokens=True)``.
+
+    Returns:
+        The index into ``ids``, or None when there is no tag, nothing follows it, or the
+        token that completes the tag also carries text after it (the digit is not a token
+        of its own, so no read-out is possible).
+
+    Example:
+        >>> pieces = ["<think>", "ok", "</think>", "<answer", ">", " ", "3", ".", "5"]
+        >>> answer_token_index(range(len(pieces)), lambda t: "".join(pieces[i] for i in t))
+        6
+    """
+    ids = list(ids)
+    text = decode(ids)
+    end = _answer_tag_end(text)
+    if end is None:
+        return None
+    target = text[:end]
+    lo, hi = 0, len(ids)  # smallest j whose prefix contains the whole tag (monotone in j)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if decode(ids[:mid]).startswith(target):
+            hi = mid
+        else:
+            lo = mid + 1
+    if decode(ids[:lo])[end:].strip():
+        return None
+    j = lo
+    while j < len(ids) and not decode(ids[j : j + 1]).strip():
+        j += 1
+    return j if j < len(ids) else None
+
+
+def answer_piece_index(pieces: Sequence[str]) -> int | None:
+    """:func:`answer_token_index` for token strings (as OpenAI-compatible logprobs give them).
+
+    Example:
+        >>> answer_piece_index(["<answer", ">\\n", "4", ".", "2"])
+        2
+    """
+    return answer_token_index(range(len(pieces)), lambda idx: "".join(pieces[i] for i in idx))

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from qponder.parsing import (
     completion_text,
@@ -132,40 +130,6 @@ def get_score_reward(
 # --------------------------------------------------------------------------- consistency
 
 
-@dataclass
-class JudgeStats:
-    """Cumulative cost of a judge: calls, texts read and seconds spent."""
-
-    calls: int = 0
-    texts: int = 0
-    seconds: float = 0.0
-
-    @property
-    def seconds_per_text(self) -> float:
-        return self.seconds / self.texts if self.texts else float("nan")
-
-
-class Judge:
-    """Reads reasoning alone and states the score it implies (subclasses implement
-    :meth:`_implied_scores`)."""
-
-    def __init__(self) -> None:
-        self.stats = JudgeStats()
-
-    def implied_scores(self, reasonings: Sequence[str]) -> list[float | None]:
-        """Return, for each reasoning text (answer removed), the score it implies on [1, 5],
-        or ``None`` where the judge could not say."""
-        start = time.perf_counter()
-        scores = self._implied_scores(list(reasonings))
-        self.stats.calls += 1
-        self.stats.texts += len(reasonings)
-        self.stats.seconds += time.perf_counter() - start
-        return scores
-
-    def _implied_scores(self, reasonings: list[str]) -> list[float | None]:  # pragma: no cover
-        raise NotImplementedError
-
-
 def consistency_values(
     scores: Sequence[float | None], implied: Sequence[float | None], sigma: float
 ) -> list[float]:
@@ -189,14 +153,15 @@ class ConsistencyReward:
     ``exp(-(s - s_judge)^2 / (2 sigma^2))``, 0.0 when the answer does not parse.
 
     Args:
-        judge: The :class:`Judge`.
+        judge: Anything with ``implied_scores(texts) -> scores`` (see
+            :mod:`qponder.models.judge`).
         sigma: Width of the Gaussian, on the [1, 5] scale.
 
     Attributes:
         last_gap: Mean |answer - judge| of the last call (for logging).
     """
 
-    def __init__(self, judge: Judge, sigma: float = 0.5) -> None:
+    def __init__(self, judge: _SupportsJudge, sigma: float = 0.5) -> None:
         if sigma <= 0:
             raise ValueError("consistency reward: sigma must be > 0")
         self.judge = judge
@@ -291,137 +256,6 @@ def ranking_reward(
     return out
 
 
-# --------------------------------------------------------------------------- judges
-
-
-def judge_prompt_suffix(reasoning: str) -> str:
-    """The assistant text the judge continues: the reasoning, then an open answer tag."""
-    return f"{reasoning.rstrip()}\n<answer>"
-
-
-class HFJudge(Judge):
-    """A frozen transformers model as judge, read out in one forward pass per batch.
-
-    The judge sees the student instruction without an image, then an assistant turn made
-    of the reasoning and an open ``<answer>`` tag; the score it implies is the
-    probability-weighted mean over the tokens "1".."5" at the next position.
-
-    Args:
-        model: A causal (vision-)language model; kept in eval mode, no gradients.
-        processor: Its processor or tokenizer (must carry the chat template).
-        instruction: The user text; defaults to the student instruction.
-        batch_size: Texts per forward pass.
-    """
-
-    def __init__(
-        self, model: Any, processor: Any, instruction: str | None = None, batch_size: int = 16
-    ) -> None:
-        super().__init__()
-        from qponder.models.readout import score_token_ids
-        from qponder.prompts import STUDENT_INSTRUCTION, student_messages
-
-        self.model = model.eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.processor = processor
-        self.tokenizer = getattr(processor, "tokenizer", processor)
-        self.batch_size = batch_size
-        self.ids = score_token_ids(self.tokenizer)
-        messages = student_messages(instruction or STUDENT_INSTRUCTION, with_image=False)
-        self.prefix = processor.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False
-        )
-
-    @classmethod
-    def from_pretrained(cls, path: str, model_config: Any = None, **kwargs: Any) -> HFJudge:
-        """Load a judge from a checkpoint through :func:`qponder.models.load_model`."""
-        from qponder.models import load_model
-
-        model, processor = load_model(path, model_config)
-        return cls(model, processor, **kwargs)
-
-    def _implied_scores(self, reasonings: list[str]) -> list[float | None]:
-        import torch
-
-        from qponder.models.readout import expected_score
-
-        out: list[float | None] = []
-        device = next(self.model.parameters()).device
-        side = self.tokenizer.padding_side
-        self.tokenizer.padding_side = "left"  # the read-out position is the last one
-        try:
-            for start in range(0, len(reasonings), self.batch_size):
-                chunk = [
-                    self.prefix + judge_prompt_suffix(r)
-                    for r in reasonings[start : start + self.batch_size]
-                ]
-                enc = self.tokenizer(
-                    chunk, return_tensors="pt", padding=True, add_special_tokens=False
-                ).to(device)
-                with torch.no_grad():
-                    logits = self.model(**enc).logits[:, -1, :]
-                out.extend(float(v) for v in expected_score(logits, self.ids))
-        finally:
-            self.tokenizer.padding_side = side
-        return out
-
-
-class OpenAIJudge(Judge):
-    """A judge behind an OpenAI-compatible endpoint that continues a prefilled assistant turn
-    (vLLM's ``continue_final_message``) and returns top log-probabilities of one token.
-
-    The implied score is the expectation over "1".."5" among the returned top tokens,
-    renormalised; ``None`` when none of them is a digit.
-    """
-
-    def __init__(
-        self,
-        base_url: str,
-        model: str,
-        api_key_env: str = "OPENAI_API_KEY",
-        instruction: str | None = None,
-        top_logprobs: int = 20,
-    ) -> None:
-        super().__init__()
-        import os
-
-        from openai import OpenAI
-
-        from qponder.prompts import STUDENT_INSTRUCTION
-
-        self.client = OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env, "EMPTY"))
-        self.model = model
-        self.instruction = instruction or STUDENT_INSTRUCTION
-        self.top_logprobs = top_logprobs
-
-    def _one(self, reasoning: str) -> float | None:
-        resp = self.client.chat.completions.create(
-            model=self.model,
-            messages=[
-                {"role": "user", "content": self.instruction},
-                {"role": "assistant", "content": judge_prompt_suffix(reasoning)},
-            ],
-            max_tokens=1,
-            temperature=0.0,
-            logprobs=True,
-            top_logprobs=self.top_logprobs,
-            extra_body={"continue_final_message": True, "add_generation_prompt": False},
-        )
-        content = resp.choices[0].logprobs.content if resp.choices[0].logprobs else None
-        if not content:
-            return None
-        probs = {
-            int(t.token.strip()): math.exp(t.logprob)
-            for t in content[0].top_logprobs
-            if t.token.strip() in {"1", "2", "3", "4", "5"}
-        }
-        total = sum(probs.values())
-        return sum(k * p for k, p in probs.items()) / total if total > 0 else None
-
-    def _implied_scores(self, reasonings: list[str]) -> list[float | None]:
-        return [self._one(r) for r in reasonings]
-
-
 # --------------------------------------------------------------------------- assembly
 
 
@@ -433,19 +267,48 @@ def _named(func: Callable[..., Any], name: str) -> Callable[..., Any]:
     return reward
 
 
-def build_judge(cfg: Any, policy_path: str, model_config: Any = None) -> Judge:
-    """Build the consistency judge of a :class:`qponder.config.ConsistencyRewardConfig`:
-    ``policy`` = a frozen copy of the initial policy, ``openai`` = an endpoint, else a path."""
-    if cfg.judge == "openai":
-        if not cfg.base_url or not cfg.model:
-            raise ValueError("grpo.consistency: judge 'openai' needs base_url and model")
-        return OpenAIJudge(cfg.base_url, cfg.model)
-    path = policy_path if cfg.judge == "policy" else cfg.judge
-    return HFJudge.from_pretrained(path, model_config, batch_size=cfg.batch_size)
+class _SupportsJudge(Protocol):
+    def implied_scores(self, reasonings: Sequence[str]) -> list[float | None]: ...
+
+
+def _format_factory(grpo_cfg: Any, judge: Any) -> RewardFunc:
+    return _named(format_reward, "format")
+
+
+def _score_factory(grpo_cfg: Any, judge: Any) -> RewardFunc:
+    sc = grpo_cfg.score
+    return get_score_reward(sc.kind, sc.sigma, sc.b, sc.eps)
+
+
+def _consistency_factory(grpo_cfg: Any, judge: Any) -> RewardFunc:
+    if judge is None:
+        raise ValueError("the consistency reward needs a judge (qponder.models.judge)")
+    return ConsistencyReward(judge, sigma=grpo_cfg.consistency.sigma)
+
+
+def _ranking_factory(grpo_cfg: Any, judge: Any) -> RewardFunc:
+    return _named(ranking_reward, "ranking")
+
+
+# The one list of reward names: name -> factory(grpo section, judge) -> reward function.
+REWARDS: dict[str, Callable[[Any, Any], RewardFunc]] = {
+    "format": _format_factory,
+    "score": _score_factory,
+    "consistency": _consistency_factory,
+    "ranking": _ranking_factory,
+}
+REWARD_NAMES: tuple[str, ...] = tuple(REWARDS)
+# Rewards that read the reasoning through a judge model.
+JUDGED_REWARDS: frozenset[str] = frozenset({"consistency"})
+
+
+def needs_judge(rewards: dict[str, float]) -> bool:
+    """Whether a ``grpo.rewards`` mapping gives weight to a reward that needs a judge."""
+    return any(weight and name in JUDGED_REWARDS for name, weight in rewards.items())
 
 
 def build_reward_functions(
-    grpo_cfg: Any, policy_path: str, model_config: Any = None, judge: Judge | None = None
+    grpo_cfg: Any, judge: _SupportsJudge | None = None
 ) -> tuple[list[RewardFunc], list[float]]:
     """Return the reward functions of a GRPO config and their weights, for GRPOTrainer.
 
@@ -453,29 +316,19 @@ def build_reward_functions(
     (``format``, ``score``, ``consistency``, ``ranking``), which TRL uses in its logs.
 
     Args:
-        grpo_cfg: A :class:`qponder.config.GRPORunConfig`.
-        policy_path: The initial policy; the default judge is a frozen copy of it.
-        model_config: How to load the judge (dtype, device map, ...).
-        judge: A ready judge, instead of building one from the config.
+        grpo_cfg: A :class:`qponder.config.GRPORunConfig` (its ``rewards`` are the only
+            weights; validated against :data:`REWARD_NAMES`).
+        judge: The consistency judge (:mod:`qponder.models.judge`), needed when
+            :func:`needs_judge` says so.
     """
     funcs: list[RewardFunc] = []
     weights: list[float] = []
     for name, weight in grpo_cfg.rewards.items():
         if not weight:
             continue
-        if name == "format":
-            func: RewardFunc = _named(format_reward, "format")
-        elif name == "score":
-            sc = grpo_cfg.score
-            func = get_score_reward(sc.kind, sc.sigma, sc.b, sc.eps)
-        elif name == "consistency":
-            judge = judge or build_judge(grpo_cfg.consistency, policy_path, model_config)
-            func = ConsistencyReward(judge, sigma=grpo_cfg.consistency.sigma)
-        elif name == "ranking":
-            func = _named(ranking_reward, "ranking")
-        else:
-            raise ValueError(f"unknown reward {name!r}")
-        funcs.append(func)
+        if name not in REWARDS:
+            raise ValueError(f"unknown reward {name!r}; known: {list(REWARD_NAMES)}")
+        funcs.append(REWARDS[name](grpo_cfg, judge))
         weights.append(float(weight))
     logger.info(
         "rewards: %s", ", ".join(f"{f.__name__}={w:g}" for f, w in zip(funcs, weights, strict=True))

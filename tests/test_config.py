@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from qponder.config import (
@@ -11,7 +9,6 @@ from qponder.config import (
     apply_overrides,
     load_recipe,
     parse_override,
-    save_run_files,
 )
 
 
@@ -69,10 +66,3 @@ def test_unknown_recipe_name_is_reported():
         load_recipe("no-such-recipe")
 
 
-def test_run_files_record_config_and_environment(tmp_path):
-    recipe = load_recipe(None, ["seed=7"])
-    save_run_files(tmp_path, recipe)
-    assert "seed: 7" in (tmp_path / "run_config.yaml").read_text()
-    env = json.loads((tmp_path / "environment.json").read_text())
-    assert env["packages"]["torch"].startswith("2.")
-    assert "python" in env

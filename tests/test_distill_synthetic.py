@@ -159,7 +159,7 @@ def test_example_completions_cover_every_kind_and_level():
 
 
 def test_every_kind_of_the_synthetic_dataset_has_its_own_phrases():
-    synthetic = pytest.importorskip("qponder.data.synthetic")
+    from qponder.data import synthetic
     assert set(synthetic.DISTORTIONS) <= set(DEFECTS)
 
 
@@ -232,7 +232,7 @@ def test_cli_distils_the_synthetic_dataset_into_sft_ready_rows(tmp_path, capsys)
         assert "scene_0" not in row["completion"]  # the content is described, not named by id
     # the endpoint flag with another teacher is a one-line error, not a silent no-op
     assert main([*argv, "--base-url", "http://127.0.0.1:1/v1"]) == 2
-    assert "--base-url needs --teacher openai" in capsys.readouterr().err
+    assert "distill.base_url: an endpoint needs --teacher openai" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

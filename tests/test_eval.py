@@ -16,9 +16,9 @@ from qponder.config import EvalConfig, ModelConfig
 from qponder.data import load_image
 from qponder.data.synthetic import make_synthetic_dataset
 from qponder.errors import QponderError
-from qponder.evaluation.io import read_jsonl
 from qponder.evaluation.runner import run_eval
 from qponder.inference import Generation, Scorer
+from qponder.runfiles import read_jsonl
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ARTEFACTS = {
@@ -200,7 +200,7 @@ def test_resume_into_a_run_made_with_another_config_is_refused(synth, tmp_path):
         out,
         scorer=Scorer("m", backend_impl=mos_backend(synth)),
     )
-    with pytest.raises(QponderError, match=r"different config.*eval\.max_new_tokens: 6 -> 64"):
+    with pytest.raises(QponderError, match=r"other settings.*eval\.max_new_tokens: 6 -> 64"):
         run_eval("m", cfg_for(f"synthetic:{synth}", limit=2, max_new_tokens=64), out, resume=True)
     with pytest.raises(QponderError, match=r"model_config\.max_pixels"):
         run_eval(
@@ -213,13 +213,14 @@ def test_resume_into_a_run_made_with_another_config_is_refused(synth, tmp_path):
 
 
 def test_shards_of_parallel_processes_are_merged_without_duplicates(tmp_path):
-    from qponder.evaluation.io import append_jsonl
     from qponder.evaluation.runner import _merge_parts
+    from qponder.runfiles import Journal
 
     row = lambda i: {"id": str(i), "dataset": "d", "score": None}  # noqa: E731
-    append_jsonl(tmp_path / "predictions.jsonl", [row(0)])
-    append_jsonl(tmp_path / "predictions.part0.jsonl", [row(0), row(1)])
-    append_jsonl(tmp_path / "predictions.part1.jsonl", [row(2)])
+    for name, rows in [("", [row(0)]), (".part0", [row(0), row(1)]), (".part1", [row(2)])]:
+        with Journal(tmp_path / f"predictions{name}.jsonl") as journal:
+            journal.open()
+            journal.append(rows)
     _merge_parts(tmp_path)
     assert [r["id"] for r in read_jsonl(tmp_path / "predictions.jsonl")] == ["0", "1", "2"]
     assert not list(tmp_path.glob("predictions.part*"))

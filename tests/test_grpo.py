@@ -75,7 +75,7 @@ def test_a_missing_image_or_an_empty_dataset_is_a_dataset_error(tmp_path):
 
 
 def test_use_vllm_without_vllm_is_a_clear_error():
-    pytest.importorskip("trl")
+    import trl  # noqa: F401
     from trl.import_utils import is_vllm_available
 
     if is_vllm_available():
@@ -182,7 +182,6 @@ def test_lora_with_a_frozen_vision_tower_leaves_the_encoder_unchanged(tmp_path, 
 
 @pytest.mark.slow
 def test_cli_grpo_on_the_synthetic_dataset(tmp_path, tiny):
-    pytest.importorskip("qponder.data.synthetic")
     from qponder.cli import main
     from qponder.data.synthetic import make_synthetic_dataset
 
@@ -201,7 +200,6 @@ def test_cli_grpo_on_the_synthetic_dataset(tmp_path, tiny):
 
 @pytest.mark.slow
 def test_two_processes_run_grpo(tmp_path, tiny):
-    pytest.importorskip("qponder.data.synthetic")
     from qponder.data.synthetic import make_synthetic_dataset
 
     make_synthetic_dataset(tmp_path / "synth", n=12, seed=0, size=48)

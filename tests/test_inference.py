@@ -22,12 +22,10 @@ from qponder.inference import (
     OpenAIBackend,
     Scorer,
     VLLMBackend,
-    answer_piece_index,
-    answer_token_index,
-    expected_from_logprobs,
     result_from_generations,
 )
 from qponder.models.readout import score_token_ids
+from qponder.parsing import answer_piece_index, answer_token_index, expected_from_logprobs
 
 GOOD = "<think>sharp, clean</think><answer>3.5</answer>"
 
@@ -120,8 +118,11 @@ def test_answer_position_from_token_strings():
 
 
 def test_expected_from_logprobs_is_the_restricted_softmax_mean():
-    lps = {"2": math.log(0.1), "3": math.log(0.3), "4": math.log(0.4), "five": -0.1, " 5": -0.2}
+    lps = {"2": math.log(0.1), "3": math.log(0.3), "4": math.log(0.4), "five": -0.1}
     assert expected_from_logprobs(lps) == pytest.approx((2 * 0.1 + 3 * 0.3 + 4 * 0.4) / 0.8)
+    # a digit with white space around it is the same level (backends and judges agree)
+    lps = {"4": math.log(0.25), " 4": math.log(0.25), "5": math.log(0.5)}
+    assert expected_from_logprobs(lps) == pytest.approx(4.5)
     assert expected_from_logprobs({"x": -1.0}) is None
 
 

@@ -210,7 +210,6 @@ def test_cli_builds_the_tiny_model(tmp_path):
 
 
 def test_default_corpus_includes_the_prompts_and_synthetic_reasoning():
-    pytest.importorskip("qponder.distill.synthetic")
     corpus = default_corpus(n_completions=20)
     assert DEFAULT_PROMPTS.student_instruction in corpus
     assert sum("<answer>" in t for t in corpus) >= 20

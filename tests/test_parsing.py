@@ -13,6 +13,7 @@ from qponder.parsing import (
     AMBIGUOUS,
     NO_ANSWER,
     NO_NUMBER,
+    NO_SCORE_KEY,
     OTHER_SCALE,
     OUT_OF_RANGE,
     completion_text,
@@ -68,6 +69,18 @@ ANSWER_OPEN = re.compile(r"<\s*answer\s*>", re.IGNORECASE)
         ("<answer>3-4</answer>", None, AMBIGUOUS),  # a range is not a score
         ("<answer>3 to 4</answer>", None, AMBIGUOUS),  # ... in words either
         ("<answer>3.5, fair</answer>", 3.5, None),  # a comma before words is fine
+        # numbers inside keys or other tokens are never the score (peers' answer shapes)
+        ('<answer>{"bbox_2d": [12, 40, 200, 300], "rating": 3.5}</answer>', 3.5, None),
+        ('<answer>[{"bbox_2d": [1, 2, 3, 4], "rating": "4.25"}]</answer>', 4.25, None),
+        ('<answer>{"bbox_2d": [12, 40, 200, 300]}</answer>', None, NO_SCORE_KEY),
+        ('<answer>{"quality": "good"}</answer>', None, NO_NUMBER),
+        ('<answer>{"Score": 7}</answer>', None, OUT_OF_RANGE),  # keys are case-insensitive
+        ("<answer>{rating: 2.5}</answer>", 2.5, None),  # JSON-like, not JSON: the key still
+        ("<answer>{grade2: 4}</answer>", None, NO_SCORE_KEY),  # ... and only a score key
+        ("<answer>v2 model says</answer>", None, NO_NUMBER),  # a digit inside a word
+        ("<answer>Q2: 3.5</answer>", 3.5, None),  # ... is skipped, the next number read
+        ("<answer>3.5x</answer>", None, NO_NUMBER),  # a number glued to a word
+        ("<answer>The score is 4.</answer>", 4.0, None),  # a full stop ends the number
     ],
 )
 def test_parse_completion_table(completion, score, error):
@@ -176,3 +189,24 @@ def test_numbers_outside_the_scale_give_none(value, fmt):
     assume(not 1.0 <= float(rendered) <= 5.0)  # rounding can land on the scale's edge
     parsed = parse_completion(f"<think>ok</think><answer>{rendered}</answer>")
     assert parsed.score is None and parsed.error == OUT_OF_RANGE
+
+
+def test_parse_failures_are_every_failure_reason_and_failures_are_classified():
+    from qponder.parsing import PARSE_FAILURES, failure_kind
+
+    assert {
+        NO_ANSWER,
+        NO_NUMBER,
+        OUT_OF_RANGE,
+        OTHER_SCALE,
+        AMBIGUOUS,
+        NO_SCORE_KEY,
+    } == PARSE_FAILURES
+    assert [
+        failure_kind(e) for e in (None, OTHER_SCALE, "bad_image:empty", "request_failed: x")
+    ] == [
+        None,
+        "parse",
+        "bad_image",
+        "request",
+    ]

@@ -84,6 +84,20 @@ def test_a_run_where_nothing_parses_reports_null_metrics_and_counts_every_failur
     assert (tmp_path / plot_filename("spaq")).read_bytes().startswith(PNG_MAGIC)
 
 
+def test_every_parse_failure_reason_of_the_parser_counts_as_a_parse_failure():
+    """Answers such as "4/10" or "3,5" are parse failures in eval and score (DESIGN §2),
+    whichever reason the parser gives them."""
+    from qponder.parsing import PARSE_FAILURES, parse_completion
+
+    answers = ["<answer>4/10</answer>", "<answer>3,5</answer>", '<answer>{"bbox_2d": [1]}</answer>']
+    reasons = [parse_completion(a).error for a in answers]
+    assert reasons == ["other_scale", "ambiguous", "no_score_key"]
+    errors = dict(enumerate(reasons))
+    s = summarize_dataset(make_rows("koniq", 20, seed=0, errors=errors), n_resamples=0)
+    assert s["parse_failures"] == 3 and s["other_errors"] == {}
+    assert set(s["parse_failure_reasons"]) <= PARSE_FAILURES
+
+
 def test_report_table_has_datasets_as_columns_and_plcc_srcc_failure_rows():
     rows = make_rows("koniq", 30, 2) + make_rows("live-wild", 25, 3, errors={4: "no_number"})
     summary = summarize(rows, n_resamples=0)

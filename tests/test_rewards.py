@@ -7,9 +7,9 @@ import math
 import pytest
 
 from qponder.config import GRPORunConfig
+from qponder.models.judge import Judge
 from qponder.rewards import (
     ConsistencyReward,
-    Judge,
     build_reward_functions,
     consistency_values,
     format_reward,
@@ -84,7 +84,7 @@ def test_score_reward_named_for_trl_logging():
     assert get_score_reward().__name__ == "score"
 
 
-class TableJudge(Judge):
+class TableJudge(Judge):  # a judge with known answers
     """Returns a fixed implied score per reasoning text and records what it read."""
 
     def __init__(self, table):
@@ -164,7 +164,7 @@ def test_ranking_reward_requires_ids():
 
 def test_build_reward_functions_names_weights_and_drops_zero_weights():
     cfg = GRPORunConfig(rewards={"format": 0.5, "score": 1.0, "consistency": 0.0, "ranking": 2.0})
-    funcs, weights = build_reward_functions(cfg, policy_path="unused")
+    funcs, weights = build_reward_functions(cfg)
     assert [f.__name__ for f in funcs] == ["format", "score", "ranking"]
     assert weights == [0.5, 1.0, 2.0]
     out = funcs[1]([GOOD], mos=[4.2], id=["x"], prompts=["p"], trainer_state=None)
@@ -174,59 +174,18 @@ def test_build_reward_functions_names_weights_and_drops_zero_weights():
 def test_build_reward_functions_uses_given_judge():
     cfg = GRPORunConfig(rewards={"consistency": 1.0})
     judge = TableJudge({"<think>\nsharp, clean, well exposed\n</think>": 4.2})
-    funcs, _ = build_reward_functions(cfg, policy_path="unused", judge=judge)
+    funcs, _ = build_reward_functions(cfg, judge)
     assert funcs[0]([GOOD]) == [pytest.approx(1.0)]
 
 
-# --------------------------------------------------------------------------- HF judge
+def test_the_consistency_reward_without_a_judge_is_refused():
+    cfg = GRPORunConfig(rewards={"consistency": 1.0})
+    with pytest.raises(ValueError, match="needs a judge"):
+        build_reward_functions(cfg)
 
 
-class _ReadingModel:
-    """A stand-in causal LM whose next-token distribution after the prompt depends on the
-    words in it: "dark" puts the mass on "2", anything else on "4" and "5" equally."""
+def test_reward_names_come_from_the_registry():
+    from qponder.rewards import REWARD_NAMES, REWARDS, needs_judge
 
-    def __init__(self, tokenizer, ids):
-        import torch
-
-        self.torch, self.tokenizer, self.ids = torch, tokenizer, ids
-        self.param = torch.nn.Parameter(torch.zeros(1))
-        self.prompts: list[str] = []
-
-    def eval(self):
-        return self
-
-    def parameters(self):
-        return iter([self.param])
-
-    def __call__(self, input_ids, attention_mask=None, **kwargs):
-        from types import SimpleNamespace
-
-        torch = self.torch
-        logits = torch.full((*input_ids.shape, len(self.tokenizer)), -1e4)
-        for row, ids in enumerate(input_ids.tolist()):
-            text = self.tokenizer.decode(ids)
-            self.prompts.append(text)
-            if ids[-1] == self.tokenizer.pad_token_id:
-                continue  # read at a padding position: uniform over the digits, 3.0
-            levels = [1] if "dark" in text else [3, 4]  # indices into "1".."5"
-            logits[row, -1, [self.ids[k] for k in levels]] = 0.0
-        return SimpleNamespace(logits=logits)
-
-
-def test_hf_judge_reads_the_expected_score_after_an_open_answer_tag_without_image():
-    from qponder.models.readout import score_token_ids
-    from qponder.models.tiny import generic_iqa_sentences, qwen2_5_vl_chat_template, train_tokenizer
-    from qponder.rewards import HFJudge
-
-    tok = train_tokenizer(generic_iqa_sentences(100), vocab_size=400)
-    tok.chat_template = qwen2_5_vl_chat_template()
-    model = _ReadingModel(tok, score_token_ids(tok))
-    judge = HFJudge(model, tok, batch_size=2)
-    reasonings = ["The image is very dark and dim.", "Crisp.", "It is sharp with no noise at all."]
-    # batches of 2 with left padding: the read-out position is each row's last token
-    assert judge.implied_scores(reasonings) == pytest.approx([2.0, 4.5, 4.5])
-    assert tok.padding_side == "right"  # restored
-    for text, reasoning in zip(model.prompts, reasonings, strict=True):
-        assert text.endswith(f"{reasoning}\n<answer>")
-        assert "<|image_pad|>" not in text and "<|vision_start|>" not in text
-    assert judge.stats.texts == 3 and judge.stats.calls == 1
+    assert REWARD_NAMES == tuple(REWARDS) == ("format", "score", "consistency", "ranking")
+    assert needs_judge({"consistency": 0.5}) and not needs_judge({"consistency": 0.0})

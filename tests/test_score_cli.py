@@ -13,8 +13,8 @@ from PIL import Image
 from qponder.cli import main
 from qponder.config import EvalConfig
 from qponder.errors import QponderError
-from qponder.evaluation.io import read_jsonl
 from qponder.inference import Generation, Scorer, expand_image_paths, score_paths
+from qponder.runfiles import read_jsonl
 
 FAST = ["--set", "eval.max_new_tokens=4"]
 

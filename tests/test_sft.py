@@ -236,7 +236,6 @@ def test_a_new_adapter_on_an_adapter_is_merged_onto_the_adapted_weights(tmp_path
 
 @pytest.mark.slow
 def test_validation_scores_the_split_with_the_shared_scorer_during_training(tmp_path, tiny):
-    pytest.importorskip("qponder.inference")
     from qponder.data import load_dataset
     from qponder.data.synthetic import make_synthetic_dataset
     from qponder.train.sft import run

@@ -14,12 +14,10 @@ from transformers import TrainerState
 
 from qponder.config import ValidationConfig
 from qponder.train.callbacks import (
-    THREADS_FILE_ENV,
     MetricsJsonlCallback,
     ThreadsFileCallback,
     ValidationCallback,
     read_metrics,
-    threads_file_callbacks,
     validation_metrics,
 )
 
@@ -148,7 +146,7 @@ def test_a_resumed_run_remembers_the_best_srcc(tmp_path):
 
 
 def test_validation_uses_the_shared_scorer_by_default(tmp_path):
-    inference = pytest.importorskip("qponder.inference")
+    from qponder import inference
     from qponder.train import callbacks
 
     made = {}
@@ -195,11 +193,3 @@ def test_a_threads_file_resizes_torch_threads_when_it_changes(tmp_path, caplog):
         assert "positive thread count" in caplog.text and str(path) in caplog.text
     finally:
         torch.set_num_threads(before)
-
-
-def test_runs_follow_the_threads_file_named_in_the_environment(tmp_path, monkeypatch):
-    monkeypatch.delenv(THREADS_FILE_ENV, raising=False)
-    assert threads_file_callbacks() == []
-    monkeypatch.setenv(THREADS_FILE_ENV, str(tmp_path / "x.threads"))
-    (cb,) = threads_file_callbacks()
-    assert isinstance(cb, ThreadsFileCallback) and cb.path == tmp_path / "x.threads"

@@ -24,7 +24,6 @@ import io
 import json
 import logging
 import math
-import os
 import random
 import time
 from typing import Any
@@ -36,13 +35,12 @@ from qponder.distill.base import (
     TeacherReply,
     TeacherRequest,
 )
-from qponder.errors import QponderError
+from qponder.endpoints import openai_client
 
 logger = logging.getLogger(__name__)
 
 MAX_RETRY_AFTER = 300.0  # seconds; a longer server-requested wait is cut to this
 MAX_BACKOFF = 60.0  # seconds; the exponential backoff never waits longer
-DUMMY_API_KEY = "EMPTY"  # what local servers (vLLM, SGLang) accept when run without --api-key
 
 
 def encode_image(image: Any, max_side: int) -> str:
@@ -158,16 +156,6 @@ class OpenAITeacher(Teacher):
         max_tokens: int = 1024,
     ) -> None:
         super().__init__()
-        import openai
-
-        api_key = os.environ.get(api_key_env)
-        if not api_key:
-            if base_url is None:
-                raise QponderError(
-                    f"distill.teacher=openai without distill.base_url talks to api.openai.com "
-                    f"and needs an API key in ${api_key_env} (or set distill.api_key_env)"
-                )
-            api_key = DUMMY_API_KEY
         self.model = model
         self.timeout = timeout
         self.max_retries = max_retries
@@ -177,13 +165,15 @@ class OpenAITeacher(Teacher):
         self.max_tokens = max_tokens
         self.max_in_flight = 2 * concurrency  # the extra half loads and encodes images
         self._sem = asyncio.Semaphore(concurrency)
-        self._client = openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout
+        self._client = openai_client(
+            base_url,
+            api_key_env=api_key_env,
+            timeout=timeout,
+            max_retries=0,  # retried here, with backoff and Retry-After
+            asynchronous=True,
+            what="distill.teacher=openai",
         )
         self._base_url = base_url or "https://api.openai.com/v1"
-        for name in ("httpx", "httpx2"):  # one INFO line per request would bury the progress bar
-            if logging.getLogger(name).level == logging.NOTSET:
-                logging.getLogger(name).setLevel(logging.WARNING)
 
     @property
     def name(self) -> str:  # type: ignore[override]

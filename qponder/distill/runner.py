@@ -20,7 +20,6 @@ exception worth retrying: ``retry_errors=True`` (``--retry-errors``) processes t
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import os
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qponder.config import ConfigError, ModelConfig, Recipe, write_json_atomic
+from qponder.config import ConfigError, ModelConfig, Recipe
 from qponder.distill.base import (
     Teacher,
     TeacherError,
@@ -39,9 +38,9 @@ from qponder.distill.base import (
     TeacherRequest,
 )
 from qponder.distill.filtering import BAD_IMAGE, TEACHER_ERROR, judge_replies
-from qponder.distill.journal import Journal
 from qponder.errors import BadImageError, QponderError
 from qponder.prompts import PromptSet, load_prompts, teacher_prompt
+from qponder.runfiles import Journal, RunFileError, check_resume, read_json, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +48,16 @@ logger = logging.getLogger(__name__)
 # going on would only mark the rest of the dataset as failed.
 MAX_CONSECUTIVE_TEACHER_ERRORS = 20
 # Settings that must match to resume into existing files.
-_RESUME_KEYS = ("teacher", "mode", "tolerance", "samples", "prompt_version", "dataset", "split")
+_RESUME_KEYS = (
+    "teacher",
+    "mode",
+    "tolerance",
+    "samples",
+    "prompt_version",
+    "dataset",
+    "dataset_root",
+    "split",
+)
 
 
 @dataclass(frozen=True)
@@ -201,6 +209,7 @@ class _Run:
         dataset: str,
         split: Any,
         *,
+        root: str | None,
         resuming: bool,
         progress: bool,
     ) -> None:
@@ -210,7 +219,7 @@ class _Run:
         self.teacher = build_teacher(self.recipe)
         try:
             await self.teacher.start()
-            settings = _settings(self.recipe, self.teacher, self.prompts, dataset, split)
+            settings = _settings(self.recipe, self.teacher, self.prompts, dataset, split, root)
             if resuming:
                 _check_resume(paths, settings)
             report["settings"] = settings
@@ -348,7 +357,7 @@ class _Run:
 
 
 def _settings(
-    recipe: Recipe, teacher: Teacher, prompts: PromptSet, dataset: str, split: Any
+    recipe: Recipe, teacher: Teacher, prompts: PromptSet, dataset: str, split: Any, root: Any
 ) -> dict:
     cfg = recipe.distill
     return {
@@ -358,6 +367,7 @@ def _settings(
         "samples": cfg.samples,
         "prompt_version": prompts.version,
         "dataset": dataset,
+        "dataset_root": root,
         "split": split,
         "temperature": cfg.temperature,
         "max_tokens": cfg.max_tokens,
@@ -366,23 +376,23 @@ def _settings(
 
 
 def _check_resume(paths: OutputPaths, settings: dict[str, Any]) -> None:
-    """Refuse to mix records made with different settings in one file."""
+    """Refuse to mix records made with different settings (or images) in one file."""
     if not paths.report.exists():
         return
     try:
-        previous = json.loads(paths.report.read_text()).get("settings") or {}
-    except (OSError, ValueError):
-        return
-    diffs = [
-        f"{k}: {previous[k]!r} -> {settings[k]!r}"
-        for k in _RESUME_KEYS
-        if k in previous and previous[k] != settings[k]
-    ]
-    if diffs:
-        raise ConfigError(
-            f"{paths.kept} was made with other settings ({'; '.join(diffs)}); resuming would "
-            "mix them in one file. Use the same settings, or another --out"
-        )
+        previous = read_json(paths.report).get("settings") or {}
+    except RunFileError:
+        return  # a report is rewritten at every start; the journals are the truth
+    keys = [k for k in _RESUME_KEYS if k in previous]
+    check_resume(paths.kept, {k: previous[k] for k in keys}, {k: settings.get(k) for k in keys})
+
+
+def dataset_root(dataset: Any) -> str | None:
+    """The resolved folder or file behind a ``NAME:PATH`` spec (None for loaded datasets)."""
+    if not isinstance(dataset, (str, os.PathLike)):
+        return None
+    _, _, path = str(dataset).partition(":")
+    return os.path.realpath(path) if path else None
 
 
 def _load_samples(dataset: Any, split: str | None, limit: int | None) -> tuple[str, list[Any]]:
@@ -469,6 +479,7 @@ def run_distillation(
                     report,
                     name,
                     split,
+                    root=dataset_root(dataset),
                     resuming=bool(done),
                     progress=progress,
                 )

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from qponder.errors import QponderError
-from qponder.evaluation.io import read_jsonl
 from qponder.evaluation.metrics import (
     compute_metrics,
     paired_bootstrap_diff,
     unpaired_bootstrap_diff,
 )
 from qponder.evaluation.report import group_by_dataset, summarize_dataset
+from qponder.runfiles import read_jsonl
 
 COMPARED = ("srcc", "plcc")
 

@@ -2,9 +2,10 @@
 
 A prediction row is one image: ``{id, dataset, image, mos, score, expected_score,
 reasoning, error}``. ``score`` is None when the model gave no valid score; ``error`` then
-says why: one of the parse failure reasons of :mod:`qponder.parsing` (``no_answer``,
-``no_number``, ``out_of_range``), or another error such as ``bad_image:truncated`` or
-``generation:...``. Metrics use only rows with a score; every other row is counted, never
+says why: one of the parse failure reasons of :mod:`qponder.parsing` (its
+``PARSE_FAILURES``: ``no_answer``, ``no_number``, ``out_of_range``, ``other_scale``,
+``ambiguous``, ``no_score_key``), or another error such as ``bad_image:truncated`` or
+``request_failed: ...``. Metrics use only rows with a score; every other row is counted, never
 given a made-up score.
 """
 
@@ -18,9 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from qponder.evaluation.metrics import FIT_LOGISTIC4, compute_metrics
-from qponder.parsing import NO_ANSWER, NO_NUMBER, OUT_OF_RANGE
-
-PARSE_FAILURES: frozenset[str] = frozenset({NO_ANSWER, NO_NUMBER, OUT_OF_RANGE})
+from qponder.parsing import PARSE_FAILURES
 
 
 def group_by_dataset(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -240,8 +239,8 @@ def write_report_files(
     Returns:
         The summary written to ``summary.json``.
     """
-    from qponder.config import write_json_atomic
     from qponder.evaluation.plots import plot_dataset
+    from qponder.runfiles import write_json_atomic
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -18,25 +18,35 @@ into ``predictions.partN.jsonl``; the main process merges the parts and writes t
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from qponder.config import EvalConfig, ModelConfig, environment_info, write_json_atomic
+from qponder.config import EvalConfig, ModelConfig
 from qponder.errors import QponderError
-from qponder.evaluation.io import append_jsonl, read_jsonl, trim_torn_tail
 from qponder.prompts import PROMPT_VERSION, STUDENT_INSTRUCTION
+from qponder.runfiles import (
+    ENVIRONMENT,
+    Journal,
+    RunFileError,
+    check_fresh_or_resume,
+    check_resume,
+    config_hash,
+    environment_info,
+    read_json,
+    read_jsonl,
+    write_json_atomic,
+)
 
 logger = logging.getLogger(__name__)
 
 PREDICTIONS = "predictions.jsonl"
 RUN_CONFIG = "run_config.json"
 # Settings that do not change any prediction: they may differ when a run is resumed
-# (--limit can grow a run, --batch-size can adapt to memory, bootstrap only affects the summary).
-UNHASHED_EVAL_KEYS = ("batch_size", "limit", "bootstrap")
+# (--limit can grow a run, --batch-size can adapt to memory, bootstrap only affects the
+# summary, and the same served model may move to another endpoint).
+UNHASHED_EVAL_KEYS = ("batch_size", "limit", "bootstrap", "base_url")
 UNHASHED_MODEL_KEYS = ("device_map",)
 
 
@@ -62,9 +72,7 @@ def build_run_config(
         "model_config": {k: v for k, v in model_cfg.items() if k not in UNHASHED_MODEL_KEYS},
         "instruction": instruction,
     }
-    digest = hashlib.sha256(json.dumps(hashed, sort_keys=True, default=str).encode()).hexdigest()[
-        :16
-    ]
+    digest = config_hash(hashed)
     return {
         "model": hashed["model"],
         "backend": cfg.backend,
@@ -78,45 +86,22 @@ def build_run_config(
     }
 
 
-def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    keys = sorted(set(old) | set(new))
-    out = []
-    for k in keys:
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{k}.")
-        elif a != b:
-            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
-    return out
-
-
 def _prepare_run_dir(out: Path, run_cfg: dict[str, Any], resume: bool) -> None:
     """Check or create the run directory (main process only)."""
     existing = out / RUN_CONFIG
     preds = [p for p in out.glob("predictions*.jsonl") if p.stat().st_size]
-    if preds and not resume:
-        raise QponderError(
-            f"{out} already holds predictions; pass --resume to continue it, or choose another --out"
-        )
-    if resume and existing.is_file():
-        old = json.loads(existing.read_text())
-        if old.get("config_hash") != run_cfg["config_hash"]:
-            diff = _differences(old.get("hashed", {}), run_cfg["hashed"])
-            raise QponderError(
-                f"{out} was made with a different config (hash {old.get('config_hash')} vs "
-                f"{run_cfg['config_hash']}): "
-                + ("; ".join(diff[:8]) or "unknown difference")
-                + "; use another --out"
-            )
-    elif resume and preds:
-        raise QponderError(
+    check_fresh_or_resume(out, bool(preds), resume)
+    if resume and preds and not existing.is_file():
+        raise RunFileError(
             f"{out} has predictions but no {RUN_CONFIG}; cannot check that resuming is safe"
         )
+    if resume and existing.is_file():
+        check_resume(out, read_json(existing).get("hashed"), run_cfg["hashed"])
     out.mkdir(parents=True, exist_ok=True)
     for p in preds:
-        trim_torn_tail(p)
+        Journal(p).recover()
     write_json_atomic(existing, run_cfg)
-    write_json_atomic(out / "environment.json", environment_info())
+    write_json_atomic(out / ENVIRONMENT, environment_info())
 
 
 def load_eval_datasets(cfg: EvalConfig) -> list[tuple[str, list[Any]]]:
@@ -177,8 +162,9 @@ def _merge_parts(out: Path) -> None:
     have = {(r["dataset"], str(r["id"])) for r in read_jsonl(out / PREDICTIONS)}
     for part in parts:
         rows = [r for r in read_jsonl(part) if (r["dataset"], str(r["id"])) not in have]
-        if rows:
-            append_jsonl(out / PREDICTIONS, rows)
+        with Journal(out / PREDICTIONS) as journal:
+            journal.open()
+            journal.append(rows)
         have |= {(r["dataset"], str(r["id"])) for r in rows}
         part.unlink()
 
@@ -208,7 +194,7 @@ def run_eval(
         model_config: Loading options and the image resize policy (as in training).
         resume: Continue an interrupted run: images already in ``predictions.jsonl`` are
             skipped. Refused when the run was made with a different config.
-        base_url: Endpoint of the ``openai`` backend.
+        base_url: Endpoint of the ``openai`` backend (default: ``cfg.base_url``).
         instruction: The student instruction (the training prompt).
         scorer: A ready :class:`~qponder.inference.Scorer` (otherwise built from ``cfg``).
 
@@ -225,6 +211,7 @@ def run_eval(
 
     state = _process_state()
     out = Path(out)
+    base_url = base_url or cfg.base_url
     run_cfg = build_run_config(model, cfg, model_config, base_url, instruction)
     if state.is_main_process:
         _prepare_run_dir(out, run_cfg, resume)
@@ -257,7 +244,7 @@ def run_eval(
         summary = write_report_files(out, rows, n_resamples=cfg.bootstrap, seed=cfg.seed, meta=meta)
     state.wait_for_everyone()
     if not state.is_main_process:
-        summary = json.loads((out / "summary.json").read_text())
+        summary = read_json(out / "summary.json")
     return summary
 
 
@@ -278,7 +265,11 @@ def _score_shard(
             model, cfg, model_config, base_url=base_url, instruction=instruction
         )
     disable = None if state.is_main_process else True
-    with tqdm(total=len(shard), unit="img", desc="eval", disable=disable) as bar:
+    with (
+        Journal(target) as journal,
+        tqdm(total=len(shard), unit="img", desc="eval", disable=disable) as bar,
+    ):
+        journal.open(lock=True)
         for batch in scorer.score_items(shard, image_path=lambda item: item[1].image_path):
-            append_jsonl(target, [_prediction_row(name, s, r) for (name, s), r in batch])
+            journal.append([_prediction_row(name, s, r) for (name, s), r in batch])
             bar.update(len(batch))

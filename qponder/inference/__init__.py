@@ -9,7 +9,6 @@ resumable.
 
 from __future__ import annotations
 
-from qponder.inference.answer import answer_piece_index, answer_token_index, expected_from_logprobs
 from qponder.inference.backends import Generation, HFBackend, OpenAIBackend, VLLMBackend, encode_png
 from qponder.inference.files import expand_image_paths, score_paths
 from qponder.inference.scorer import BACKENDS, Scorer, ScoreResult, result_from_generations
@@ -22,11 +21,8 @@ __all__ = [
     "ScoreResult",
     "Scorer",
     "VLLMBackend",
-    "answer_piece_index",
-    "answer_token_index",
     "encode_png",
     "expand_image_paths",
-    "expected_from_logprobs",
     "result_from_generations",
     "score_paths",
 ]

@@ -23,14 +23,15 @@ import base64
 import io
 import logging
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from qponder.endpoints import openai_client
 from qponder.errors import MissingDependencyError, QponderError
-from qponder.inference.answer import (
+from qponder.parsing import (
     DIGITS,
+    REQUEST_FAILED,
     answer_piece_index,
     answer_token_index,
     expected_from_logprobs,
@@ -187,14 +188,14 @@ class HFBackend:
         return [flat[i * n : (i + 1) * n] for i in range(len(images))]
 
     def _generation(self, ids: list[int], digit_logits: Any) -> Generation:
-        from qponder.models.readout import expected_score
+        from qponder.models.readout import expected_scores
 
         text = self._decode(ids)
         expected = None
         if digit_logits is not None:
             j = answer_token_index(ids, self._decode)
             if j is not None and ids[j] in self.digit_ids:
-                expected = float(expected_score(digit_logits[j], list(range(len(self.digit_ids)))))
+                expected = expected_scores(digit_logits[j], list(range(len(self.digit_ids))))[0]
         return Generation(text=text, expected_score=expected)
 
 
@@ -350,15 +351,16 @@ class OpenAIBackend:
         client: Any = None,
     ) -> None:
         if client is None:
-            from openai import OpenAI
-
             if not base_url:
                 raise QponderError(
                     "the openai backend needs --base-url, e.g. http://localhost:8000/v1"
                 )
-            key = os.environ.get(api_key_env) or "EMPTY"
-            client = OpenAI(
-                base_url=base_url, api_key=key, timeout=timeout, max_retries=max_retries
+            client = openai_client(
+                base_url,
+                api_key_env=api_key_env,
+                timeout=timeout,
+                max_retries=max_retries,
+                what="--backend openai",
             )
         self.client = client
         self.model = model
@@ -395,9 +397,9 @@ class OpenAIBackend:
                 top_logprobs=TOP_LOGPROBS,
             )
         except openai.OpenAIError as exc:
-            return [Generation(text="", error=f"request_failed: {type(exc).__name__}: {exc}")] * n
+            return [Generation(text="", error=f"{REQUEST_FAILED}: {type(exc).__name__}: {exc}")] * n
         gens = [self._generation(c) for c in resp.choices]
-        return gens + [Generation(text="", error="request_failed: fewer choices than asked")] * (
+        return gens + [Generation(text="", error=f"{REQUEST_FAILED}: fewer choices than asked")] * (
             n - len(gens)
         )
 
@@ -408,7 +410,7 @@ class OpenAIBackend:
         expected = None
         if tokens:
             j = answer_piece_index([t.token for t in tokens])
-            if j is not None and tokens[j].token in DIGITS:
+            if j is not None and tokens[j].token.strip() in DIGITS:
                 cands = {t.token: t.logprob for t in (tokens[j].top_logprobs or [])}
                 cands.setdefault(tokens[j].token, tokens[j].logprob)
                 expected = expected_from_logprobs(cands)

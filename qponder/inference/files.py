@@ -16,14 +16,9 @@ from typing import Any
 
 from qponder.config import EvalConfig, ModelConfig
 from qponder.errors import QponderError
-from qponder.evaluation.io import (
-    append_csv,
-    append_jsonl,
-    read_csv_rows,
-    read_jsonl,
-    trim_torn_tail,
-)
+from qponder.parsing import PARSE_FAILURES
 from qponder.prompts import STUDENT_INSTRUCTION
+from qponder.runfiles import AppendFile, CsvJournal, Journal, check_fresh_or_resume
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +72,8 @@ def _output_kind(out: Path) -> str:
     return kind
 
 
-def _done_paths(out: Path, kind: str) -> set[str]:
-    trim_torn_tail(out)
-    rows = read_jsonl(out) if kind == "jsonl" else read_csv_rows(out)
-    return {str(r.get("path")) for r in rows}
+def _journal(out: Path, kind: str) -> AppendFile:
+    return Journal(out) if kind == "jsonl" else CsvJournal(out, CSV_COLUMNS)
 
 
 def _row(path: str, result: Any, kind: str) -> dict[str, Any]:
@@ -116,9 +109,11 @@ def score_paths(
             carry the raw ``text`` and the ``samples``).
         cfg: Batch size, samples, backend, decoding (``eval`` section of the recipe).
         model_config: Loading options and the image resize policy.
-        resume: Skip files already in ``out`` and append the rest. Without it, an existing
-            non-empty ``out`` is refused.
-        base_url: Endpoint of the ``openai`` backend.
+        resume: Skip files already in ``out`` (matched by resolved path, so ``./a.png``
+            and ``/abs/a.png`` are the same file) and append the rest. Without it, an
+            existing non-empty ``out`` is refused. A second run on the same ``out`` at once
+            is refused (the file is locked while a run writes it).
+        base_url: Endpoint of the ``openai`` backend (default: ``cfg.base_url``).
         instruction: The student instruction (the training prompt).
         scorer: A ready :class:`~qponder.inference.Scorer` (otherwise built from ``cfg``).
 
@@ -132,7 +127,6 @@ def score_paths(
     """
     from tqdm.auto import tqdm
 
-    from qponder.evaluation.report import PARSE_FAILURES
     from qponder.inference.scorer import Scorer
 
     cfg = cfg or EvalConfig()
@@ -141,35 +135,38 @@ def score_paths(
     files = expand_image_paths(list(paths))
     if not files:
         raise QponderError("no images found in " + ", ".join(paths))
-    if out.exists() and out.stat().st_size and not resume:
-        raise QponderError(f"{out} exists; pass --resume to continue it, or choose another --out")
-    done = _done_paths(out, kind) if resume else set()
-    todo = [f for f in files if f not in done]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stats = {"images": len(files), "scored": 0, "skipped": len(files) - len(todo), "parse_failures": 0,
+    check_fresh_or_resume(out, out.exists() and out.stat().st_size > 0, resume)
+    stats = {"images": len(files), "scored": 0, "skipped": 0, "parse_failures": 0,
              "bad_images": 0, "other_errors": 0}  # fmt: skip
     t0 = time.perf_counter()
-    if todo:
-        scorer = scorer or Scorer.from_config(
-            model, cfg, model_config, base_url=base_url, instruction=instruction
-        )
+    with _journal(out, kind) as journal:
+        journal.open(lock=True)  # before reading: a second run on the same file stops here
+        done = {os.path.realpath(r.get("path", "")) for r in journal.recover()}
+        todo = [f for f in files if os.path.realpath(f) not in done]
+        stats["skipped"] = len(files) - len(todo)
+        if todo:
+            scorer = scorer or Scorer.from_config(
+                model, cfg, model_config, base_url=base_url, instruction=instruction
+            )
         with tqdm(total=len(todo), unit="img", desc="scoring", disable=None) as bar:
-            for batch in scorer.score_items(todo, image_path=lambda p: p):
-                rows = [_row(path, result, kind) for path, result in batch]
-                if kind == "jsonl":
-                    append_jsonl(out, rows)
-                else:
-                    append_csv(out, rows, CSV_COLUMNS)
+            for batch in scorer.score_items(todo, image_path=lambda p: p) if todo else []:
+                journal.append([_row(path, result, kind) for path, result in batch])
                 for _, r in batch:
-                    key = ("scored" if r.score is not None else "parse_failures" if r.error in PARSE_FAILURES
-                           else "bad_images" if (r.error or "").startswith("bad_image") else "other_errors")  # fmt: skip
-                    stats[key] += 1
+                    stats[_outcome(r)] += 1
                 bar.update(len(batch))
     seconds = time.perf_counter() - t0
-    processed = len(todo)
     stats.update(
         seconds=round(seconds, 3),
-        images_per_s=round(processed / seconds, 3) if processed and seconds > 0 else None,
+        images_per_s=round(len(todo) / seconds, 3) if todo and seconds > 0 else None,
         out=str(out),
     )
     return stats
+
+
+def _outcome(result: Any) -> str:
+    """The stats key a result counts under."""
+    if result.score is not None:
+        return "scored"
+    if result.error in PARSE_FAILURES:
+        return "parse_failures"
+    return "bad_images" if (result.error or "").startswith("bad_image") else "other_errors"

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from qponder.config import EvalConfig, ModelConfig
+from qponder.config import BACKENDS, EvalConfig, ModelConfig
 from qponder.errors import BadImageError, QponderError
 from qponder.inference.backends import Generation, HFBackend, OpenAIBackend, VLLMBackend
 from qponder.parsing import parse_completion
@@ -26,7 +26,6 @@ from qponder.prompts import STUDENT_INSTRUCTION
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("hf", "vllm", "openai")
 T = TypeVar("T")
 
 
@@ -244,7 +243,7 @@ class Scorer:
             temperature=cfg.temperature,
             seed=cfg.seed,
             instruction=instruction,
-            base_url=base_url,
+            base_url=base_url or cfg.base_url,
         )
 
     def score_batch(self, images: list[Any]) -> list[ScoreResult]:

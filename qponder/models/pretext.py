@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from qponder.config import write_json_atomic
 from qponder.errors import QponderError
+from qponder.runfiles import write_json_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -1,19 +1,20 @@
-"""Reading a score distribution off a model's logits (Q-Align style).
+"""The expected-score read-out on a transformers model's logits (Q-Align style).
 
 At the position where the answer's first digit is produced, the softmax restricted to the
 tokens "1".."5" gives a distribution over the integer quality levels; its mean is the
-expected score. Inference reports it next to the parsed score, and the consistency judge
-uses it to read the score that a piece of reasoning implies, in one forward pass.
+expected score. The arithmetic is :func:`qponder.parsing.expected_from_logprobs`, shared
+with every other backend and judge; this module only finds the digits in a tokenizer and
+picks their logits out of a tensor.
 """
 
 from __future__ import annotations
 
-import torch
+from typing import Any
 
-SCORE_LEVELS: tuple[int, ...] = (1, 2, 3, 4, 5)
+from qponder.parsing import DIGITS, expected_from_digit_logits
 
 
-def score_token_ids(tokenizer) -> list[int]:
+def score_token_ids(tokenizer: Any) -> list[int]:
     """Return the token ids of "1".."5".
 
     Raises:
@@ -21,37 +22,33 @@ def score_token_ids(tokenizer) -> list[int]:
             wrong, so it is refused rather than approximated).
     """
     ids = []
-    for level in SCORE_LEVELS:
-        enc = tokenizer.encode(str(level), add_special_tokens=False)
+    for digit in DIGITS:
+        enc = tokenizer.encode(digit, add_special_tokens=False)
         if len(enc) != 1:
             raise ValueError(
-                f"the tokenizer splits the digit {level!r} into {len(enc)} tokens; the "
+                f"the tokenizer splits the digit {digit!r} into {len(enc)} tokens; the "
                 "expected-score read-out needs one token per digit"
             )
         ids.append(enc[0])
     return ids
 
 
-def level_probs(logits: torch.Tensor, ids: list[int]) -> torch.Tensor:
-    """Softmax over the score tokens only.
+def expected_scores(logits: Any, ids: list[int]) -> list[float]:
+    """Expected score of each row of ``[..., vocab]`` logits at the answer position.
 
     Args:
-        logits: ``[..., vocab]`` logits at the answer position.
+        logits: A tensor whose last dimension is the vocabulary (or the five digit logits
+            themselves, with ``ids = [0, 1, 2, 3, 4]``).
         ids: The ids of "1".."5" from :func:`score_token_ids`.
 
     Returns:
-        ``[..., 5]`` probabilities of the levels 1..5.
-    """
-    return torch.softmax(logits[..., ids].float(), dim=-1)
-
-
-def expected_score(logits: torch.Tensor, ids: list[int]) -> torch.Tensor:
-    """Probability-weighted mean level, ``sum_k p(k) * k`` over k = 1..5.
+        One float per row (leading dimensions flattened).
 
     Example:
-        >>> logits = torch.full((10,), -1e4); logits[[3, 4]] = 0.0  # "4" and "5" equally likely
-        >>> round(float(expected_score(logits, [0, 1, 2, 3, 4])), 6)
-        4.5
+        >>> import torch
+        >>> logits = torch.full((1, 10), -1e4); logits[0, [3, 4]] = 0.0  # "4" and "5" alike
+        >>> expected_scores(logits, [0, 1, 2, 3, 4])
+        [4.5]
     """
-    levels = torch.tensor(SCORE_LEVELS, dtype=torch.float32, device=logits.device)
-    return (level_probs(logits, ids) * levels).sum(-1)
+    rows = logits[..., ids].float().reshape(-1, len(ids)).tolist()
+    return [expected_from_digit_logits(row) for row in rows]

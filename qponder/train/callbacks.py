@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,13 +19,13 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from qponder.config import ValidationConfig, write_json_atomic
+from qponder.config import ValidationConfig
+from qponder.runfiles import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
 BEST_DIR = "best"
-THREADS_FILE_ENV = "QPONDER_THREADS_FILE"
 
 
 def _jsonable(value: Any) -> Any:
@@ -84,6 +83,8 @@ class ThreadsFileCallback(TrainerCallback):
 
     A run started beside others with a core each (``qponder demo`` trains its two SFT runs
     side by side) can so be handed the cores a finished sibling frees, without a restart.
+    Off unless asked for: ``qponder sft/grpo --threads-file PATH``, or pass it in
+    ``callbacks`` to :func:`qponder.train.sft.train` / :func:`qponder.train.grpo.train`.
     A missing file changes nothing; a file that does not hold a positive integer is
     logged as a warning and ignored.
 
@@ -115,13 +116,6 @@ class ThreadsFileCallback(TrainerCallback):
             logger.info("step %d: %d -> %s CPU threads (%s)", state.global_step,
                         torch.get_num_threads(), text, self.path)  # fmt: skip
             torch.set_num_threads(int(text))
-
-
-def threads_file_callbacks() -> list[TrainerCallback]:
-    """``[ThreadsFileCallback]`` following the file named by ``$QPONDER_THREADS_FILE``, or
-    ``[]`` when it is unset; the training entry points add these to every run."""
-    path = os.environ.get(THREADS_FILE_ENV)
-    return [ThreadsFileCallback(path)] if path else []
 
 
 def _score(result: Any) -> float | None:

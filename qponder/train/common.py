@@ -8,8 +8,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from qponder.config import LoraSettings, ModelConfig, Recipe, save_run_files
+from qponder.config import ConfigError, LoraSettings, ModelConfig, Recipe
 from qponder.errors import QponderError
+from qponder.runfiles import save_run_files
 
 logger = logging.getLogger(__name__)
 
@@ -121,12 +122,18 @@ def trl_args(
         **(defaults or {}),
         **opts,
     }
+    section = "grpo" if "GRPO" in cls.__name__ else "sft"
     merged["output_dir"] = str(out)
     if max_steps is not None:
+        if max_steps < 1:
+            raise ConfigError(f"{section}.trl.max_steps: must be >= 1, got {max_steps}")
         merged["max_steps"] = int(max_steps)
     if merged.get("gradient_checkpointing") and not merged.get("gradient_checkpointing_kwargs"):
         merged["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
-    return cls(**merged)
+    try:
+        return cls(**merged)
+    except (ValueError, TypeError) as exc:  # TRL's own checks, before any model is loaded
+        raise ConfigError(f"{section}.trl: {' '.join(str(exc).split())}") from None
 
 
 def last_checkpoint(out: Path) -> str | None:

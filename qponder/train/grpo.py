@@ -17,12 +17,7 @@ from typing import Any
 
 from qponder.config import Recipe
 from qponder.errors import DatasetError, MissingDependencyError
-from qponder.train.callbacks import (
-    METRICS_FILE,
-    MetricsJsonlCallback,
-    build_validation,
-    threads_file_callbacks,
-)
+from qponder.train.callbacks import METRICS_FILE, MetricsJsonlCallback, build_validation
 from qponder.train.common import (
     image_dataset,
     last_checkpoint,
@@ -94,7 +89,7 @@ def train(
         out: The run directory.
         max_steps: Overrides ``grpo.trl.max_steps``.
         callbacks: Extra ``transformers.TrainerCallback`` objects.
-        judge: A ready consistency judge (:class:`qponder.rewards.Judge`), instead of the
+        judge: A ready consistency judge (see :mod:`qponder.models.judge`), instead of the
             one ``grpo.consistency`` describes.
 
     Returns:
@@ -102,20 +97,23 @@ def train(
     """
     from trl import GRPOConfig, GRPOTrainer
 
+    from qponder.models.judge import build_judge
     from qponder.prompts import load_prompts
-    from qponder.rewards import build_reward_functions
+    from qponder.rewards import build_reward_functions, needs_judge
 
     _check_vllm(recipe.grpo.trl)
     out = start_run(recipe, out)
     instruction = load_prompts(recipe.prompts).student_instruction
     train_ds = build_dataset(samples, instruction)
     policy_path = str(recipe.model.path)
-    reward_funcs, weights = build_reward_functions(
-        recipe.grpo, policy_path, recipe.model, judge=judge
-    )
-    # the TRL config first: under DeepSpeed ZeRO-3 it makes from_pretrained load sharded
+    if judge is None and needs_judge(recipe.grpo.rewards):
+        cfg = recipe.grpo.consistency
+        judge = build_judge(cfg, policy_path, recipe.model, instruction=instruction)
+    reward_funcs, weights = build_reward_functions(recipe.grpo, judge)
+    # the TRL config first: under DeepSpeed ZeRO-3 it makes from_pretrained load sharded;
+    # the weights come from grpo.rewards alone (config refuses grpo.trl.reward_weights)
     args = trl_args(
-        GRPOConfig, {"reward_weights": weights, **recipe.grpo.trl}, recipe, out, max_steps
+        GRPOConfig, {**recipe.grpo.trl, "reward_weights": weights}, recipe, out, max_steps
     )
     model, processor, merged_adapter = load_policy(recipe)
     trainer = GRPOTrainer(
@@ -127,7 +125,6 @@ def train(
         peft_config=lora_config(recipe.model.lora, recipe.model.freeze_vision),
         callbacks=[
             MetricsJsonlCallback(out / METRICS_FILE),
-            *threads_file_callbacks(),
             *(callbacks or []),
         ],
     )

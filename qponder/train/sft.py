@@ -19,7 +19,6 @@ from qponder.train.callbacks import (
     METRICS_FILE,
     MetricsJsonlCallback,
     build_validation,
-    threads_file_callbacks,
 )
 from qponder.train.common import (
     image_dataset,
@@ -153,7 +152,6 @@ def run(
         peft_config=lora_config(recipe.model.lora, recipe.model.freeze_vision),
         callbacks=[
             MetricsJsonlCallback(out / METRICS_FILE),
-            *threads_file_callbacks(),
             *(callbacks or []),
         ],
     )

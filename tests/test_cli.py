@@ -1,0 +1,152 @@
+"""The command line: one validated path from flags to recipe (defaults < YAML < --set <
+flags), and every user mistake a one-line error naming the key, exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qponder.cli import _training_callbacks, build_parser, main
+from qponder.train.callbacks import ThreadsFileCallback
+
+RECIPE = """
+model: {max_pixels: 12544}
+sft:
+  trl: {max_steps: 80, learning_rate: 1.0e-3}
+grpo:
+  trl: {max_steps: 80, num_generations: 4, per_device_train_batch_size: 8}
+eval:
+  batch_size: 2
+  max_new_tokens: 8
+  limit: 2
+"""
+
+
+@pytest.fixture
+def recipe_file(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(RECIPE)
+    return path
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """Replace the training and scoring entry points; record the recipe they receive."""
+    seen: dict = {}
+
+    def fake_train(recipe, **kwargs):
+        seen["recipe"], seen["kwargs"] = recipe, kwargs
+        return "final"
+
+    def fake_score(paths, model, out, cfg, **kwargs):
+        seen["eval"], seen["kwargs"] = cfg, kwargs
+        return {}
+
+    monkeypatch.setattr("qponder.train.sft.run", fake_train)
+    monkeypatch.setattr("qponder.train.grpo.run", fake_train)
+    monkeypatch.setattr("qponder.inference.score_paths", fake_score)
+    return seen
+
+
+def test_sft_flags_win_over_set_which_wins_over_yaml(recipe_file, captured):
+    argv = ["sft", "--config", str(recipe_file), "--data", "d.jsonl", "--out", "o"]
+    assert main([*argv, "--set", "sft.trl.max_steps=5", "--max-steps", "3", "--model", "m"]) == 0
+    recipe = captured["recipe"]
+    assert recipe.sft.trl["max_steps"] == 3  # flag > --set > YAML (80)
+    assert recipe.sft.trl["learning_rate"] == 1e-3  # YAML > TRL's default
+    assert recipe.model.path == "m" and recipe.sft.no_cot is False
+    assert main([*argv, "--set", "sft.trl.max_steps=5", "--no-cot"]) == 0
+    assert captured["recipe"].sft.trl["max_steps"] == 5  # --set > YAML
+    assert captured["recipe"].sft.no_cot is True
+
+
+def test_grpo_flags_reach_the_recipe(recipe_file, captured):
+    argv = ["grpo", "--config", str(recipe_file), "--dataset", "synthetic:x", "--out", "o"]
+    assert main([*argv, "--max-steps", "7", "--model", "sft/final"]) == 0
+    assert captured["recipe"].grpo.trl["max_steps"] == 7
+    assert captured["recipe"].model.path == "sft/final"
+
+
+def test_score_flags_win_and_a_flag_path_is_never_read_as_yaml(recipe_file, captured, tmp_path):
+    argv = ["score", "a.png", "--model", "m", "--out", "o.jsonl", "--config", str(recipe_file)]
+    argv += ["--set", "eval.batch_size=5", "--batch-size", "3", "--backend", "openai"]
+    assert main([*argv, "--base-url", "1e-4"]) == 0  # a string, not the number 0.0001
+    cfg = captured["eval"]
+    assert cfg.batch_size == 3 and cfg.max_new_tokens == 8 and cfg.backend == "openai"
+    assert cfg.base_url == "1e-4"
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--set", "prompts.colour=red"], r"prompts: unknown field\(s\) \['colour'\]"),
+        (["--set", "grpo.score.sigma=0"], r"grpo\.score\.sigma: must be > 0"),
+        (["--set", "grpo.trl.reward_weights=[9,9]"], r"grpo\.trl\.reward_weights: set the weights"),
+        (
+            ["--set", "sft.trl.learning_rate=fast"],
+            r"sft\.trl\.learning_rate: 'fast' is not a number",
+        ),
+        (["--set", "sft.trl.x=[1"], r"--set sft\.trl\.x: the value '\[1' is not valid YAML"),
+        (["--set", "grpo.rewards.speed=1"], r"grpo\.rewards\.speed: unknown reward"),
+        (["--set", "grpo.consistency.judge=openai"], r"grpo\.consistency\.base_url: judge openai"),
+        (["--set", "eval.backend=onnx"], r"eval\.backend: 'onnx' is not hf\|vllm\|openai"),
+        (["--set", "seed.x=1"], r"seed: \{.x.: 1\} is not of type"),
+        (["--max-steps", "-1"], r"sft\.trl\.max_steps: must be >= 1, got -1"),
+        (["--max-steps", "0"], r"sft\.trl\.max_steps: must be >= 1, got 0"),
+    ],
+)
+def test_bad_recipe_values_are_one_line_errors_naming_the_key(argv, message, capsys, captured):
+    code = main(["sft", "--data", "d.jsonl", "--out", "o", *argv])
+    assert code == 2
+    line = _one_line_error(capsys)
+    assert line.startswith("qponder sft: error:")
+    import re
+
+    assert re.search(message, line), line
+    assert "recipe" not in captured  # refused before any training started
+
+
+def test_eval_limit_and_endpoint_are_checked_before_any_work(capsys, tmp_path):
+    base = ["eval", "--model", "m", "--dataset", "synthetic:nowhere", "--out", str(tmp_path / "r")]
+    assert main([*base, "--limit", "-1"]) == 2
+    assert "eval.limit: must be >= 1" in _one_line_error(capsys)
+    assert main([*base, "--backend", "openai"]) == 2
+    assert "eval.base_url: the openai backend needs an endpoint" in _one_line_error(capsys)
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_invalid_yaml_file_is_named(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sft: [unclosed\n")
+    assert main(["sft", "--config", str(bad), "--data", "d", "--out", "o"]) == 2
+    assert str(bad) in _one_line_error(capsys)
+
+
+def test_verbose_shows_the_traceback_for_bug_reports(capsys):
+    assert main(["-v", "sft", "--data", "d", "--out", "o", "--set", "grpo.score.sigma=0"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "grpo.score.sigma" in err
+
+
+def test_threads_file_flag_is_the_only_way_training_follows_a_threads_file(tmp_path):
+    args = build_parser().parse_args(["sft", "--data", "d", "--out", "o"])
+    assert _training_callbacks(args) == []
+    args = build_parser().parse_args(
+        ["grpo", "--dataset", "x:y", "--out", "o", "--threads-file", str(tmp_path / "t")]
+    )
+    (cb,) = _training_callbacks(args)
+    assert isinstance(cb, ThreadsFileCallback) and cb.path == tmp_path / "t"
+
+
+def test_env_prints_json(capsys):
+    assert main(["env"]) == 0
+    assert "packages" in json.loads(capsys.readouterr().out)
