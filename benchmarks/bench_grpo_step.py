@@ -173,7 +173,7 @@ def judge_all_parsed(model: Path, n: int, repeat: int = 5) -> float:
     """Seconds the consistency judge takes for one step in which all ``n`` completions
     parse (a random policy's rarely do, so the in-step figure understates it): the frozen
     policy reads ``n`` synthetic-teacher reasonings in one forward pass."""
-    from qponder.distill.synthetic import example_completions
+    from qponder.data.synthetic_reasoning import example_completions
     from qponder.models.judge import HFJudge
     from qponder.parsing import strip_answer
 

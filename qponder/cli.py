@@ -11,13 +11,47 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from qponder import __version__
 
 
 class CLIError(Exception):
     """An error to report to the user as one line, with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (``qponder sft: error: ...``), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _at_least(lowest: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``lowest``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"must be >= {lowest}, got {value}")
+        return value
+
+    return parse
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
 
 
 def _load_recipe(args: argparse.Namespace, flags: dict[str, object]) -> object:
@@ -73,9 +107,11 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
     s = dsub.add_parser("synth", help="generate the synthetic distortion dataset (no download)")
     s.add_argument("--out", required=True, help="output folder")
-    s.add_argument("--n", type=int, default=1000, help="number of images (default 1000)")
+    s.add_argument("--n", type=_at_least(1), default=1000, help="number of images (default 1000)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--size", type=int, default=None, help="image side in pixels (default 112)")
+    s.add_argument(
+        "--size", type=_at_least(16), default=None, help="image side in pixels (default 112)"
+    )
     s.add_argument(
         "--kinds", help="comma-separated distortion kinds to draw from (default: all ten)"
     )
@@ -143,16 +179,28 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     t = msub.add_parser("tiny", help="build the tiny offline Qwen2.5-VL (random weights)")
     t.add_argument("--out", required=True, help="output folder (a standard checkpoint)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--hidden-size", type=int, default=64, help="language-model width (default 64)")
-    t.add_argument("--layers", type=int, default=2, help="language-model layers (default 2)")
-    t.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
-    t.add_argument("--vision-depth", type=int, default=2, help="vision blocks (default 2)")
-    t.add_argument("--vision-hidden-size", type=int, default=32, help="vision width (default 32)")
     t.add_argument(
-        "--max-pixels", type=int, default=112 * 112, help="pixels per image (default 12544)"
+        "--hidden-size", type=_at_least(1), default=64, help="language-model width (default 64)"
     )
     t.add_argument(
-        "--vocab-size", type=int, default=1024, help="tokenizer vocabulary (default 1024)"
+        "--layers", type=_at_least(1), default=2, help="language-model layers (default 2)"
+    )
+    t.add_argument("--heads", type=_at_least(1), default=4, help="attention heads (default 4)")
+    t.add_argument("--vision-depth", type=_at_least(1), default=2, help="vision blocks (default 2)")
+    t.add_argument(
+        "--vision-hidden-size", type=_at_least(1), default=32, help="vision width (default 32)"
+    )
+    t.add_argument(
+        "--max-pixels",
+        type=_at_least(28 * 28),
+        default=112 * 112,
+        help="pixels per image (default 12544)",
+    )
+    t.add_argument(
+        "--vocab-size",
+        type=_at_least(300),
+        default=1024,
+        help="tokenizer vocabulary (default 1024)",
     )
     t.set_defaults(func=_cmd_model_tiny)
     v = msub.add_parser(
@@ -165,10 +213,14 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--model", required=True, help="a Qwen-VL checkpoint folder, changed in place")
     v.add_argument("--dataset", required=True, metavar="NAME:PATH", help="images to learn from")
     v.add_argument("--split", default="train", help="split of the dataset (default train)")
-    v.add_argument("--limit", type=int, default=None, help="use at most N images")
-    v.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")
-    v.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
-    v.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
+    v.add_argument("--limit", type=_at_least(1), default=None, help="use at most N images")
+    v.add_argument(
+        "--steps", type=_at_least(1), default=300, help="optimisation steps (default 300)"
+    )
+    v.add_argument("--lr", type=_positive, default=1e-3, help="peak learning rate (default 1e-3)")
+    v.add_argument(
+        "--batch-size", type=_at_least(1), default=32, help="images per step (default 32)"
+    )
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
     v.set_defaults(func=_cmd_model_pretrain_vision)
@@ -202,17 +254,20 @@ def _cmd_model_pretrain_vision(args: argparse.Namespace) -> int:
 def _cmd_model_tiny(args: argparse.Namespace) -> int:
     from qponder.models.tiny import build_tiny_model
 
-    path = build_tiny_model(
-        args.out,
-        seed=args.seed,
-        hidden_size=args.hidden_size,
-        num_layers=args.layers,
-        num_heads=args.heads,
-        vision_depth=args.vision_depth,
-        vision_hidden_size=args.vision_hidden_size,
-        max_pixels=args.max_pixels,
-        vocab_size=args.vocab_size,
-    )
+    try:
+        path = build_tiny_model(
+            args.out,
+            seed=args.seed,
+            hidden_size=args.hidden_size,
+            num_layers=args.layers,
+            num_heads=args.heads,
+            vision_depth=args.vision_depth,
+            vision_hidden_size=args.vision_hidden_size,
+            max_pixels=args.max_pixels,
+            vocab_size=args.vocab_size,
+        )
+    except ValueError as exc:  # sizes that do not fit together
+        raise CLIError(str(exc)) from None
     print(f"wrote tiny model to {path}", file=sys.stderr)
     return 0
 
@@ -234,7 +289,7 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tolerance", type=float, help="keep when |score - MOS| <= T (default 0.5)")
     p.add_argument("--samples", type=int, help="blind mode: best of K samples")
     p.add_argument("--mode", choices=["blind", "guided"])
-    p.add_argument("--limit", type=int, help="process at most N images")
+    p.add_argument("--limit", type=_at_least(1), help="process at most N images")
     p.add_argument(
         "--retry-errors",
         action="store_true",
@@ -247,7 +302,16 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
 def _cmd_distill(args: argparse.Namespace) -> int:
     from qponder.distill import run_distillation
 
-    keys = ("teacher", "base_url", "model", "concurrency", "timeout", "tolerance", "samples", "mode")
+    keys = (
+        "teacher",
+        "base_url",
+        "model",
+        "concurrency",
+        "timeout",
+        "tolerance",
+        "samples",
+        "mode",
+    )
     recipe = _load_recipe(args, {f"distill.{k}": getattr(args, k) for k in keys})
     if recipe.distill.base_url and recipe.distill.teacher != "openai":
         raise CLIError(
@@ -380,14 +444,16 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 def build_compare_parser() -> argparse.ArgumentParser:
     """Parser of ``qponder eval compare RUN_A RUN_B``."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="qponder eval compare",
         description="Per-dataset metric differences between two eval runs, with 95% CIs.",
     )
     p.add_argument("run_a", help="baseline run directory")
     p.add_argument("run_b", help="run compared with it (differences are B - A)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument(
+        "--bootstrap", type=_at_least(0), default=1000, help="bootstrap resamples (default 1000)"
+    )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(func=_cmd_eval_compare, command="eval compare", verbose=False)
     return p
@@ -514,13 +580,15 @@ def _cmd_env(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="qponder",
         description="Train, evaluate and serve MLLMs that reason about image quality, then score it.",
     )
     parser.add_argument("--version", action="version", version=f"qponder {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
     for add in (
         _add_data,
         _add_model,

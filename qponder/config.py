@@ -383,7 +383,9 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         value = yaml_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"--set {key.strip()}: the value {raw!r} is not valid YAML ({mark})") from None
+        raise ConfigError(
+            f"--set {key.strip()}: the value {raw!r} is not valid YAML ({mark})"
+        ) from None
     return parts, value
 
 

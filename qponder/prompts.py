@@ -13,15 +13,18 @@ from typing import Any
 
 PROMPT_VERSION = "qponder-prompts-v1"
 
-ASPECTS: tuple[str, ...] = (
-    "sharpness and focus",
-    "noise",
-    "exposure",
-    "contrast",
-    "colour",
-    "compression and other artefacts",
-    "content and composition",
-)
+# The aspects a quality reasoning covers, in order: key -> how the prompts name it. The one
+# list of aspects: the teacher's guide, the student instruction and the synthetic
+# reasoning (qponder.data.synthetic_reasoning) follow it.
+ASPECTS: dict[str, str] = {
+    "sharpness": "sharpness and focus",
+    "noise": "noise",
+    "exposure": "exposure",
+    "contrast": "contrast",
+    "colour": "colour",
+    "artefacts": "compression and other artefacts",
+    "content": "content and composition",
+}
 
 STUDENT_INSTRUCTION = (
     "Rate the visual quality of this image. First reason inside <think> </think> about "

@@ -127,7 +127,16 @@ def environment_info() -> dict[str, Any]:
     from importlib import metadata
 
     versions = {}
-    for pkg in ("qponder", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "vllm"):
+    for pkg in (
+        "qponder",
+        "torch",
+        "transformers",
+        "trl",
+        "peft",
+        "accelerate",
+        "datasets",
+        "vllm",
+    ):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -391,6 +400,32 @@ class Journal(AppendFile):
         write_text_atomic(self.path, text)
 
 
+LOCK_FILE = ".qponder.lock"
+
+
+def lock_run_dir(run_dir: str | os.PathLike) -> AppendFile:
+    """Take the lock of a run directory (created if missing) for as long as the returned
+    file stays open: a second run on the same directory fails at once with
+    :class:`LockedError`. Close it (or use it as a context manager) when the run ends; a
+    killed process releases it too.
+
+    Raises:
+        LockedError: Another run holds the directory.
+        RunFileError: The directory cannot be created (e.g. ``run_dir`` is a file).
+    """
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFileError(f"{run_dir}: exists and is not a directory; choose another --out")
+    lock = AppendFile(run_dir / LOCK_FILE)
+    try:
+        lock.open(lock=True)
+    except LockedError:
+        raise LockedError(
+            f"{run_dir}: another run is using this directory; wait for it or choose another --out"
+        ) from None
+    return lock
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Read a JSONL file, ignoring blank lines and a torn last line.
 
@@ -434,9 +469,7 @@ class CsvJournal(AppendFile):
                 good = offsets[reader.line_num]
         except csv.Error:
             if not tail and reader.line_num < len(texts):
-                raise RunFileError(
-                    f"{self.path}:{reader.line_num}: not a valid CSV row"
-                ) from None
+                raise RunFileError(f"{self.path}:{reader.line_num}: not a valid CSV row") from None
         if not rows:
             return [], good
         header, body = rows[0], rows[1:]

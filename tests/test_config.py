@@ -64,5 +64,3 @@ def test_override_into_a_scalar_is_refused():
 def test_unknown_recipe_name_is_reported():
     with pytest.raises(ConfigError, match="not found"):
         load_recipe("no-such-recipe")
-
-

@@ -75,6 +75,7 @@ def test_koniq_with_only_the_sets_file_computes_the_same_mos(tmp_path):
 
 def test_spaq_reads_the_annotation_workbook(tmp_path):
     import openpyxl
+
     root = tmp_path / "SPAQ"
     (root / "Annotations").mkdir(parents=True)
     book = openpyxl.Workbook()
@@ -206,6 +207,7 @@ def test_agiqa3k_uses_mos_quality_and_groups_by_prompt(tmp_path):
 
 def test_csiq_reads_the_dmos_workbook_and_flips_dmos(tmp_path):
     import openpyxl
+
     book = openpyxl.Workbook()
     sheet = book.active
     sheet.title = "all_by_image"

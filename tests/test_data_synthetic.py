@@ -14,9 +14,9 @@ from scipy.stats import spearmanr
 
 from qponder.data import load_dataset
 from qponder.data.synthetic import (
-    ASPECTS,
     DISTORTIONS,
     RATER_NOISE_STD,
+    SEVERITY_COLUMNS,
     apply_distortions,
     make_synthetic_dataset,
     model_mos,
@@ -52,7 +52,7 @@ def _digest(out):
 def test_registry_has_the_contract_kinds_at_five_levels():
     assert set(DISTORTIONS) >= CONTRACT_KINDS and len(DISTORTIONS) >= 8
     for d in DISTORTIONS.values():
-        assert len(d.amounts) == 5 and d.aspect in ASPECTS
+        assert len(d.amounts) == 5 and d.aspect in SEVERITY_COLUMNS
         assert 0 < d.loss(1) < d.loss(3) < d.loss(5) <= 1
 
 
@@ -60,7 +60,9 @@ def test_labels_csv_layout_and_images(synth):
     rows = _rows(synth)
     assert len(rows) == 240
     assert list(rows[0])[:3] == ["image", "mos", "std"]
-    assert {"distortion", "level", "distortions", "content", "split", *ASPECTS} <= set(rows[0])
+    assert {"distortion", "level", "distortions", "content", "split", *SEVERITY_COLUMNS} <= set(
+        rows[0]
+    )
     img = Image.open(synth / rows[0]["image"])
     assert img.size == (112, 112) and img.mode == "RGB"
     assert (synth / "synthetic.json").is_file()

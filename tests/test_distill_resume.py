@@ -142,5 +142,3 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
         # the refused run left the recorded settings alone: the original ones still resume
         report = run_distillation(recipe(srv.base_url), samples, out=out, progress=False)
     assert report["kept"] == 3
-
-

@@ -12,16 +12,16 @@ from distill_fakes import make_samples
 
 from qponder.config import DistillConfig, Recipe
 from qponder.data.samples import Sample
-from qponder.distill import TeacherReply, judge_replies, run_distillation
-from qponder.distill.synthetic import (
+from qponder.data.synthetic_reasoning import (
     BANDS,
     DEFECTS,
     SEVERITY,
-    SyntheticTeacher,
     band_phrase,
     example_completions,
     synthetic_completion,
 )
+from qponder.distill import TeacherReply, judge_replies, run_distillation
+from qponder.distill.synthetic import SyntheticTeacher
 from qponder.parsing import is_well_formed, parse_completion
 
 # words by which a reader recognises that an aspect was assessed
@@ -160,6 +160,7 @@ def test_example_completions_cover_every_kind_and_level():
 
 def test_every_kind_of_the_synthetic_dataset_has_its_own_phrases():
     from qponder.data import synthetic
+
     assert set(synthetic.DISTORTIONS) <= set(DEFECTS)
 
 
@@ -243,3 +244,24 @@ def test_a_saturation_shift_is_described_in_its_direction(direction, words):
     for seed in range(5):
         text, _ = synthetic_completion(3.0, [distortion], None, random.Random(seed))
         assert re.search(words, text, re.IGNORECASE)
+
+
+def test_resuming_into_an_output_made_from_another_folder_is_refused(tmp_path):
+    """Two folders of the same dataset type share ids (img_0000, ...): resuming one into the
+    other's output would count the other folder's images as done."""
+    from qponder.data.synthetic import make_synthetic_dataset
+    from qponder.errors import QponderError
+
+    recipe = Recipe(distill=DistillConfig(teacher="synthetic"))
+    for name in ("a", "b"):
+        make_synthetic_dataset(tmp_path / name, n=20, seed=0)
+    out = tmp_path / "cold.jsonl"
+    run_distillation(recipe, f"synthetic:{tmp_path / 'a'}", split=None, out=out, limit=5,
+                     progress=False)  # fmt: skip
+    with pytest.raises(QponderError, match=r"dataset_root: .*a' -> .*b'"):
+        run_distillation(recipe, f"synthetic:{tmp_path / 'b'}", split=None, out=out,
+                         progress=False)  # fmt: skip
+    # the same folder, named another way, resumes
+    report = run_distillation(recipe, f"synthetic:{tmp_path / 'x' / '..' / 'a'}", split=None,
+                              out=out, limit=8, progress=False)  # fmt: skip
+    assert report["kept"] + report["rejected"] == 8

@@ -192,6 +192,34 @@ def test_resume_with_a_larger_limit_scores_only_the_new_images(synth, tmp_path):
     assert backend.seen == 4 and summary["datasets"]["synthetic"]["n"] == 9
 
 
+def test_two_evals_on_one_directory_cannot_run_at_once(synth, tmp_path):
+    from qponder.runfiles import LockedError, lock_run_dir
+
+    out = tmp_path / "run"
+    run_eval("m", cfg_for(f"synthetic:{synth}", limit=3), out,
+             scorer=Scorer("m", backend_impl=mos_backend(synth)))  # fmt: skip
+    before = (out / "predictions.jsonl").read_bytes()
+    held = lock_run_dir(out)  # another `qponder eval --resume` on the same --out
+    try:
+        backend = mos_backend(synth)
+        with pytest.raises(LockedError, match="another run is using this directory"):
+            run_eval("m", cfg_for(f"synthetic:{synth}", limit=6), out, resume=True,
+                     scorer=Scorer("m", backend_impl=backend))  # fmt: skip
+        assert backend.seen == 0 and (out / "predictions.jsonl").read_bytes() == before
+    finally:
+        held.close()
+    summary = run_eval("m", cfg_for(f"synthetic:{synth}", limit=6), out, resume=True,
+                       scorer=Scorer("m", backend_impl=mos_backend(synth)))  # fmt: skip
+    assert summary["datasets"]["synthetic"]["n"] == 6
+
+
+def test_an_output_that_is_a_file_is_one_error(synth, tmp_path):
+    out = tmp_path / "run"
+    out.write_text("x")
+    with pytest.raises(QponderError, match=r"run: exists and is not a directory"):
+        run_eval("m", cfg_for(f"synthetic:{synth}", limit=3), out)
+
+
 def test_resume_into_a_run_made_with_another_config_is_refused(synth, tmp_path):
     out = tmp_path / "run"
     run_eval(

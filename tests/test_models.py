@@ -213,3 +213,22 @@ def test_default_corpus_includes_the_prompts_and_synthetic_reasoning():
     corpus = default_corpus(n_completions=20)
     assert DEFAULT_PROMPTS.student_instruction in corpus
     assert sum("<answer>" in t for t in corpus) >= 20
+
+
+def test_folders_that_are_not_checkpoints_are_one_error_naming_the_path(tmp_path, tiny):
+    import shutil
+
+    from qponder.errors import QponderError
+    from qponder.models import load_model
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(QponderError, match=r"empty: not a model checkpoint \(no config.json\)"):
+        load_model(tmp_path / "empty")
+    with pytest.raises(QponderError, match=r"nowhere: no such model folder"):
+        load_model(tmp_path / "nowhere")
+    torn = tmp_path / "torn"
+    shutil.copytree(tiny, torn)
+    weights = torn / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a killed save
+    with pytest.raises(QponderError, match=r"torn: a weight file is damaged or cut short"):
+        load_model(torn)

@@ -48,7 +48,7 @@ def test_prompt_sets_are_immutable():
 @pytest.mark.parametrize("field", ["student_instruction", "teacher_blind", "teacher_guided"])
 def test_every_aspect_and_the_output_contract_are_asked_for(field):
     text = getattr(DEFAULT_PROMPTS, field).lower()
-    for aspect in ASPECTS:
+    for aspect in ASPECTS.values():
         assert aspect.split()[0] in text, aspect  # sharpness, noise, ..., content
     assert "<think>" in text and "<answer>" in text
     assert "1" in text and "5" in text  # the scale

@@ -188,3 +188,70 @@ def test_sampled_scoring_writes_mean_and_std(folder, tmp_path):
 def test_unknown_output_type_is_refused(folder, tmp_path):
     with pytest.raises(QponderError, match=r"\.jsonl or \.csv"):
         score_paths([str(folder)], "unused", tmp_path / "out.txt", scorer=scorer(Backend()))
+
+
+def test_resume_matches_files_by_resolved_path(folder, tmp_path, monkeypatch):
+    out = tmp_path / "scores.jsonl"
+    score_paths([str(folder)], "unused", out, scorer=scorer(Backend()))
+    monkeypatch.chdir(folder)  # the same folder, now named by a relative path
+    backend = Backend()
+    stats = score_paths(["."], "unused", out, resume=True, scorer=scorer(backend))
+    assert stats["skipped"] == 6 and backend.calls == 0
+    assert len(read_jsonl(out)) == 6
+
+
+def test_a_csv_row_torn_inside_a_quoted_reasoning_is_redone_on_resume(folder, tmp_path):
+    class Multiline(Backend):
+        def generate(self, images, n=1, temperature=1.0):
+            gens = super().generate(images, n, temperature)
+            why = '<think>line one\nline, "two"</think>'
+            return [[Generation(g[0].text.replace("<think>h</think>", why))] for g in gens]
+
+    out = tmp_path / "scores.csv"
+    score_paths([str(folder)], "unused", out, scorer=scorer(Multiline()))
+    whole = out.read_bytes()
+    cut = whole.rindex(b"line one\n") + len(b"line one\n")  # inside the last row's quotes
+    out.write_bytes(whole[:cut])
+    backend = Multiline()
+    stats = score_paths([str(folder)], "unused", out, resume=True, scorer=scorer(backend))
+    assert stats["skipped"] == 5 and backend.images == 1  # the torn row is scored again
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["path"] for r in rows) == sorted(expand_image_paths([str(folder)]))
+    assert all(r["reasoning"] == 'line one\nline, "two"' for r in rows if not r["error"])
+
+
+def test_two_runs_on_one_output_cannot_run_at_once(folder, tmp_path):
+    from qponder.runfiles import Journal, LockedError
+
+    out = tmp_path / "scores.jsonl"
+    holder = Journal(out)
+    holder.open(lock=True)  # another `qponder score` writing the same file
+    try:
+        backend = Backend()
+        with pytest.raises(LockedError, match="another run is writing"):
+            score_paths([str(folder)], "unused", out, resume=True, scorer=scorer(backend))
+        assert backend.calls == 0 and out.stat().st_size == 0
+    finally:
+        holder.close()
+
+
+@pytest.mark.parametrize("kind", ["dir", "readonly"])
+def test_an_unwritable_output_fails_before_the_model_loads(folder, tmp_path, capsys, kind):
+    import os
+
+    if kind == "dir":
+        out = tmp_path / "scores.jsonl"
+        out.mkdir()
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        out = ro / "scores.jsonl"
+        if os.access(ro, os.W_OK):  # root ignores the mode bits
+            ro.chmod(0o700)
+            (ro / "scores.jsonl").mkdir()
+    code = main(["score", str(folder), "--model", str(tmp_path / "no-model"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "scores.jsonl" in err and "no-model" not in err  # the output, checked first

@@ -104,6 +104,13 @@ def test_bad_rows_are_reported_with_file_and_line(tmp_path, line, needle):
     assert f"{path}:2" in str(info.value)
 
 
+def test_undecodable_bytes_are_reported_with_file_and_line(tmp_path):
+    path = write_cold_start(tmp_path, n=1)
+    path.write_bytes(path.read_bytes() + b'{"image": "im0.png", "prompt": "\xff"}\n')
+    with pytest.raises(DatasetError, match=r"c.*:2: not UTF-8 text"):
+        read_cold_start(path)
+
+
 def test_no_cot_needs_a_score(tmp_path):
     path = tmp_path / "c.jsonl"
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")

@@ -55,7 +55,17 @@ CONTENT_QUALITY = (4.55, 4.85)  # MOS of pristine content
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 FORMAT_VERSION = 1
 
-ASPECTS = ("sharpness", "noise", "compression", "resolution", "exposure", "contrast", "colour")
+# the label file's per-aspect severity columns, one per distortion family (the aspects a
+# reasoning covers are qponder.prompts.ASPECTS)
+SEVERITY_COLUMNS = (
+    "sharpness",
+    "noise",
+    "compression",
+    "resolution",
+    "exposure",
+    "contrast",
+    "colour",
+)
 COLUMNS = (
     "image",
     "mos",
@@ -67,7 +77,7 @@ COLUMNS = (
     "distortion",
     "level",
     "distortions",
-    *ASPECTS,
+    *SEVERITY_COLUMNS,
     "mos_clean",
     "quality_loss",
     "luminance",
@@ -86,7 +96,7 @@ class Distortion:
 
     Attributes:
         kind: Registry key, e.g. ``"gaussian_blur"``.
-        aspect: Quality aspect it affects (one of ``ASPECTS``).
+        aspect: Quality aspect it affects (one of ``SEVERITY_COLUMNS``).
         description: Plain words for reports and teachers.
         amounts: Parameter at levels 1..5 (blur sigma in px at 112 px, noise std, JPEG
             quality, exposure gain, ...); see ``unit``.
@@ -350,7 +360,7 @@ def _draw_distortions(rng: np.random.Generator, kinds: list[str]) -> list[dict]:
 
 
 def _aspects(distortions: list[dict]) -> dict[str, int]:
-    out = dict.fromkeys(ASPECTS, 0)
+    out = dict.fromkeys(SEVERITY_COLUMNS, 0)
     for d in distortions:
         aspect = DISTORTIONS[d["kind"]].aspect
         sign = -1 if d["kind"] == "underexposure" or d.get("direction") == "decrease" else 1

@@ -10,8 +10,10 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from qponder.config import write_text_atomic
-from qponder.train.callbacks import read_metrics
+from qponder.config import Recipe
+from qponder.demo.paths import STAGE_TITLES, STAGES, TRAINED_STAGES, DemoPaths
+from qponder.demo.supervisor import stage_command
+from qponder.runfiles import read_jsonl, write_text_atomic
 
 REWARD_NAMES = ("format", "score", "consistency", "ranking")
 
@@ -37,7 +39,7 @@ def plot_training(runs: dict[str, Path], out: str | os.PathLike) -> Path:
     fig = _figure(12.0, 3.6)
     loss_ax, val_ax, grpo_ax = fig.subplots(1, 3)
     for stage, run in runs.items():
-        records = read_metrics(Path(run) / "metrics.jsonl")
+        records = read_jsonl(Path(run) / "metrics.jsonl")
         steps, vals = _series(records, "val/srcc")
         if stage == "qponder":
             grpo_ax.plot(steps, vals, marker="o", ms=3, label="Q-Ponder (GRPO)")
@@ -63,7 +65,7 @@ def plot_training(runs: dict[str, Path], out: str | os.PathLike) -> Path:
 
 def plot_rewards(grpo_run: Path, out: str | os.PathLike) -> Path:
     """Mean of each GRPO reward component per logging step."""
-    records = read_metrics(Path(grpo_run) / "metrics.jsonl")
+    records = read_jsonl(Path(grpo_run) / "metrics.jsonl")
     fig = _figure(6.0, 3.6)
     ax = fig.add_subplot()
     for name in REWARD_NAMES:
@@ -177,17 +179,13 @@ def format_report(summary: dict[str, Any], titles: dict[str, str], commands: lis
     return "\n".join(lines)
 
 
-def write_report(paths: Any, recipe: Any, summary: dict[str, Any]) -> Path:
-    """Write ``report.md``, ``scatter.png``, ``training.png`` and ``rewards.png``."""
-    from qponder.demo import STAGE_TITLES, STAGES, stage_command
-    from qponder.evaluation.io import read_jsonl
-
+def write_report(paths: DemoPaths, recipe: Recipe, summary: dict[str, Any]) -> Path:
+    """Write ``report.md``, ``scatter.png``, ``training.png`` and ``rewards.png`` into the
+    demo directory; returns the report's path."""
     root = paths.root
     rows = {s: read_jsonl(paths.eval(s) / "predictions.jsonl") for s in STAGES}
     plot_stage_scatters(rows, STAGE_TITLES, root / "scatter.png")
-    plot_training(
-        {s: paths.run(s) for s in ("sft_nocot", "qponder_ci", "qponder")}, root / "training.png"
-    )
+    plot_training({s: paths.run(s) for s in TRAINED_STAGES}, root / "training.png")
     plot_rewards(paths.run("qponder"), root / "rewards.png")
     commands = [
         "qponder " + " ".join(stage_command(paths, s))
@@ -204,3 +202,6 @@ def write_report(paths: Any, recipe: Any, summary: dict[str, Any]) -> Path:
     text = format_report(summary, STAGE_TITLES, commands)
     write_text_atomic(root / "report.md", text)
     return root / "report.md"
+
+
+__all__ = ["format_report", "plot_rewards", "plot_stage_scatters", "plot_training", "write_report"]

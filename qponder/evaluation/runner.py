@@ -34,6 +34,7 @@ from qponder.runfiles import (
     check_resume,
     config_hash,
     environment_info,
+    lock_run_dir,
     read_json,
     read_jsonl,
     write_json_atomic,
@@ -205,17 +206,28 @@ def run_eval(
 
     Raises:
         QponderError: Existing predictions without ``resume``, a config mismatch on resume,
-            or a bad dataset spec.
+            another run using ``out``, or a bad dataset spec.
     """
-    from qponder.evaluation.report import write_report_files
-
     state = _process_state()
     out = Path(out)
     base_url = base_url or cfg.base_url
     run_cfg = build_run_config(model, cfg, model_config, base_url, instruction)
-    if state.is_main_process:
-        _prepare_run_dir(out, run_cfg, resume)
-    state.wait_for_everyone()
+    lock = None
+    try:
+        if state.is_main_process:
+            lock = lock_run_dir(out)  # before anything is read: one run per directory
+            _prepare_run_dir(out, run_cfg, resume)
+        state.wait_for_everyone()
+        return _run(out, run_cfg, state, model, cfg, model_config, base_url, instruction, scorer)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _run(out, run_cfg, state, model, cfg, model_config, base_url, instruction, scorer):
+    """Score what is pending (each process its shard), merge, and write the summary."""
+    from qponder.evaluation.report import write_report_files
+
     datasets = load_eval_datasets(cfg)
     selection = [(name, s) for name, samples in datasets for s in samples]
     done = {(r["dataset"], str(r["id"])) for r in _read_all_predictions(out)}

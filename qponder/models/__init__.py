@@ -247,11 +247,19 @@ def load_model(
     device_map = None if for_training else (cfg.device_map or _default_device_map(for_training))
     if device_map is not None:
         kwargs["device_map"] = device_map
+    _check_checkpoint_folder(model_path)
     try:
         auto_cls = _auto_model_class(model_path, cfg.trust_remote_code)
         model = auto_cls.from_pretrained(model_path, **kwargs)
-    except OSError as exc:
-        raise QponderError(f"{model_path}: cannot load a model ({exc})") from exc
+    except (OSError, ValueError, KeyError) as exc:
+        raise QponderError(f"{model_path}: cannot load a model ({_first_line(exc)})") from exc
+    except Exception as exc:  # safetensors' own error type, for a torn weight file
+        if "safetensor" not in type(exc).__module__.lower():
+            raise
+        raise QponderError(
+            f"{model_path}: a weight file is damaged or cut short, as a killed save leaves "
+            f"it ({_first_line(exc)}); use a complete checkpoint"
+        ) from exc
     if base is not None:
         from peft import PeftModel
 
@@ -262,6 +270,29 @@ def load_model(
     _sync_generation_tokens(model, processor)
     model.train(for_training)
     return model, processor
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _check_checkpoint_folder(path: str) -> None:
+    """Refuse a local folder that is not a checkpoint before transformers tries it.
+
+    Raises:
+        QponderError: The folder has no ``config.json`` (empty, or not a model), or a
+            local path does not exist.
+    """
+    folder = Path(path)
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        raise QponderError(
+            f"{path}: not a model checkpoint (no config.json); give a folder written by "
+            "save_pretrained (e.g. RUN/final) or a hub name"
+        )
+    looks_local = path.startswith(("/", ".", "~")) or path.count("/") > 1  # not "org/name"
+    if looks_local and not folder.exists():
+        raise QponderError(f"{path}: no such model folder")
 
 
 def _sync_generation_tokens(model: Any, processor: Any) -> None:

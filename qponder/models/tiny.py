@@ -88,18 +88,12 @@ def default_corpus(n_completions: int = 2000, seed: int = 0) -> list[str]:
     Returns:
         A list of texts.
     """
+    from qponder.data.synthetic_reasoning import example_completions
     from qponder.prompts import DEFAULT_PROMPTS
 
     p = DEFAULT_PROMPTS
     corpus = [p.student_instruction, p.teacher_system, p.teacher_blind, p.teacher_guided] * 20
-    try:
-        from qponder.distill.synthetic import example_completions
-    except ModuleNotFoundError as exc:  # pragma: no cover - only while the module is missing
-        if exc.name != "qponder.distill.synthetic":
-            raise
-        logger.warning("qponder.distill.synthetic is missing; tokenizer trained without it")
-    else:
-        corpus += example_completions(n_completions, seed=seed)
+    corpus += example_completions(n_completions, seed=seed)
     corpus += [
         f"<think>\n{s}\n</think>\n<answer>{s[-4:]}</answer>"
         for s in generic_iqa_sentences(200, seed)

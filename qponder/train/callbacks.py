@@ -9,7 +9,6 @@ so a validation SRCC means what ``qponder eval`` means by it.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -20,7 +19,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from qponder.config import ValidationConfig
-from qponder.runfiles import write_json_atomic
+from qponder.runfiles import Journal, read_jsonl, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -37,17 +36,15 @@ def _jsonable(value: Any) -> Any:
 
 
 def append_metrics(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON object to a metrics file (NaN written as null)."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps({k: _jsonable(v) for k, v in record.items()}) + "\n")
+    """Append one JSON object to a metrics file (NaN written as null), durably."""
+    with Journal(path) as journal:
+        journal.open()
+        journal.append({k: _jsonable(v) for k, v in record.items()})
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """Read a ``metrics.jsonl`` file; an absent file gives an empty list."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """Read a ``metrics.jsonl`` file (a torn last line ignored); absent gives ``[]``."""
+    return read_jsonl(path)
 
 
 class MetricsJsonlCallback(TrainerCallback):
@@ -68,9 +65,7 @@ class MetricsJsonlCallback(TrainerCallback):
         if not state.is_world_process_zero or not self.path.is_file():
             return
         kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= state.global_step]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        tmp.replace(self.path)
+        Journal(self.path).rewrite(kept)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -136,13 +137,40 @@ def trl_args(
         raise ConfigError(f"{section}.trl: {' '.join(str(exc).split())}") from None
 
 
+TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last: a checkpoint's final file
+
+
 def last_checkpoint(out: Path) -> str | None:
-    """The newest ``checkpoint-N`` folder of a run, to resume from; None when there is none."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete ``checkpoint-N`` folder of a run, to resume from; None when there
+    is none.
+
+    A checkpoint counts only once its final file (``trainer_state.json``, which the Trainer
+    writes after the weights, optimizer and scheduler) holds valid JSON: a folder left
+    half-written by a kill during save is skipped with a warning naming it, and the run
+    resumes from the checkpoint before it.
+    """
+    import re
 
     if not out.is_dir():
         return None
-    return get_last_checkpoint(str(out))
+    found = []
+    for path in out.iterdir():
+        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        if match and path.is_dir():
+            found.append((int(match.group(1)), path))
+    for _, path in sorted(found, reverse=True):
+        try:
+            json.loads((path / TRAINER_STATE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            logger.warning(
+                "%s is incomplete (no readable %s: a save was interrupted); skipped, and "
+                "training resumes from the checkpoint before it. Delete it when convenient.",
+                path,
+                TRAINER_STATE,
+            )
+            continue
+        return str(path)
+    return None
 
 
 def start_run(recipe: Recipe, out: str | os.PathLike) -> Path:

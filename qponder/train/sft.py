@@ -76,10 +76,16 @@ def read_cold_start(path: str | os.PathLike, no_cot: bool = False) -> list[dict[
     if not path.is_file():
         raise DatasetError(f"{path}: cold-start file not found")
     rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
+    for lineno, raw in enumerate(path.read_bytes().split(b"\n"), 1):
+        if not raw.strip():
             continue
         where = f"{path}:{lineno}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DatasetError(
+                f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:

@@ -13,9 +13,9 @@ from qponder.data.adapters.base import AdapterContext, AdapterResult
 from qponder.data.adapters.generic import label_file
 from qponder.data.labels import read_csv_rows, try_float
 from qponder.data.paths import ImageResolver
-from qponder.data.synthetic import ASPECTS
+from qponder.data.synthetic import SEVERITY_COLUMNS
 
-_INTEGER = ("level", *ASPECTS)
+_INTEGER = ("level", *SEVERITY_COLUMNS)
 _TEXT = ("image", "mos", "std", "split", "distortions", "content", "content_kind", "distortion")
 
 

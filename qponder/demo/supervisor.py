@@ -1,0 +1,168 @@
+"""The training supervisor: each training stage as a ``qponder sft`` / ``qponder grpo``
+subprocess, several side by side, CPU threads handed on when one finishes, a progress bar
+per stage, and failures reported with the stage's log."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from qponder.config import Recipe
+from qponder.data import load_dataset
+from qponder.demo.paths import DemoPaths
+from qponder.errors import QponderError
+from qponder.runfiles import write_text_atomic
+
+
+def stage_command(paths: DemoPaths, stage: str) -> list[str]:
+    """The arguments of the ``qponder`` command that trains ``stage`` (after ``qponder``),
+    as :func:`train_stages` runs it."""
+    common = ["--config", str(paths.recipe), "--out", str(paths.run(stage))]
+    if stage == "qponder":
+        cmd = ["grpo", *common, "--dataset", paths.dataset, "--split", "train",
+               "--model", str(paths.model("qponder_ci"))]  # fmt: skip
+    else:
+        cmd = ["sft", *common, "--data", str(paths.cold), "--model", str(paths.tiny)]
+        if stage == "sft_nocot":
+            cmd.append("--no-cot")
+    return [*cmd, "--threads-file", str(paths.threads(stage))]
+
+
+def planned_steps(trl: dict[str, Any], n_rows: int, grpo: bool = False) -> int:
+    """Optimizer steps a TRL run will take on ``n_rows`` examples (cold-start rows for SFT,
+    prompts for GRPO) on one process: ``max_steps`` when set, else from the epochs. A GRPO
+    batch counts completions, ``num_generations`` per prompt.
+
+    Example:
+        >>> planned_steps({"per_device_train_batch_size": 8, "num_train_epochs": 3}, 100)
+        39
+        >>> planned_steps({"per_device_train_batch_size": 8, "num_train_epochs": 1.5}, 100)
+        20
+        >>> planned_steps({"per_device_train_batch_size": 16, "num_generations": 4,
+        ...                "num_train_epochs": 1}, 100, grpo=True)
+        25
+        >>> planned_steps({"max_steps": 80, "num_train_epochs": 3}, 100)
+        80
+    """
+    if int(trl.get("max_steps", -1)) > 0:
+        return int(trl["max_steps"])
+    per_step = int(trl.get("per_device_train_batch_size", 8)) * int(
+        trl.get("gradient_accumulation_steps", 1)
+    )
+    items = n_rows * (int(trl.get("num_generations", 8)) if grpo else 1)
+    return math.ceil(float(trl.get("num_train_epochs", 3)) * math.ceil(items / per_step))
+
+
+def n_examples(paths: DemoPaths, stage: str) -> int:
+    """What an epoch of ``stage`` goes through: GRPO's training images, SFT's cold-start rows."""
+    if stage == "qponder":
+        return len(list(load_dataset(paths.dataset, "train")))
+    return sum(1 for line in paths.cold.read_text().splitlines() if line.strip())
+
+
+def stage_steps(recipe: Recipe, paths: DemoPaths, stage: str) -> int:
+    """The optimizer steps ``stage``'s training will take (its progress bar's total)."""
+    section = recipe.grpo if stage == "qponder" else recipe.sft
+    return planned_steps(section.trl, n_examples(paths, stage), grpo=stage == "qponder")
+
+
+def thread_shares(budget: int, stages: Sequence[str] | set[str]) -> dict[str, int]:
+    """Split ``budget`` CPU threads among ``stages`` as evenly as possible, at least one
+    each; the threads left over go to the first stages in name order.
+
+    Example:
+        >>> thread_shares(2, {"qponder_ci"}), thread_shares(3, ["b", "a"])
+        ({'qponder_ci': 2}, {'a': 2, 'b': 1})
+    """
+    names = sorted(stages)
+    return {
+        s: max(1, budget // len(names) + (i < budget % len(names))) for i, s in enumerate(names)
+    }
+
+
+def _last_step(run: Path) -> int:
+    """The last step logged to ``run/metrics.jsonl`` so far (0 before the first)."""
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return 0
+    for line in reversed(path.read_text().splitlines()):
+        try:
+            return int(json.loads(line).get("step", 0))
+        except (json.JSONDecodeError, AttributeError):
+            continue  # a line being written
+    return 0
+
+
+def train_stages(
+    recipe: Recipe, paths: DemoPaths, stages: Sequence[str], threads: int, progress: bool = True
+) -> None:
+    """Train ``stages`` side by side as ``qponder`` subprocesses, each with ``threads``
+    torch threads, logging to ``DIR/logs/<stage>.log``; stages whose ``final/`` exists are
+    skipped. When a stage finishes, the stages still training share its threads (through
+    ``DIR/logs/<stage>.threads``, see :class:`qponder.train.callbacks.ThreadsFileCallback`).
+
+    Raises:
+        QponderError: A stage failed; the message names its log.
+    """
+    todo = [s for s in stages if not (paths.model(s) / "config.json").is_file()]
+    if not todo:
+        return
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
+    budget = threads * len(todo)
+    procs: dict[str, tuple[subprocess.Popen, Any, Any]] = {}
+    for stage in todo:
+        log = open(paths.log(stage), "a", encoding="utf-8")  # noqa: SIM115
+        cmd = [sys.executable, "-m", "qponder.cli", *stage_command(paths, stage)]
+        log.write(f"$ {' '.join(cmd)}\n")
+        log.flush()
+        write_text_atomic(paths.threads(stage), f"{threads}\n")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        bar = tqdm(
+            total=stage_steps(recipe, paths, stage), desc=stage, unit="step", disable=not progress
+        )
+        procs[stage] = (proc, log, bar)
+    try:
+        running = set(procs)
+        while running:
+            time.sleep(1.0)
+            still = {s for s in running if procs[s][0].poll() is None}
+            if still and still != running:  # hand the freed threads on
+                for stage, share in thread_shares(budget, still).items():
+                    write_text_atomic(paths.threads(stage), f"{share}\n")
+            running = still
+            for stage, (_, _, bar) in procs.items():
+                bar.n = _last_step(paths.run(stage))
+                bar.refresh()
+    except BaseException:
+        for proc, _, _ in procs.values():
+            proc.terminate()
+        raise
+    finally:
+        for proc, log, bar in procs.values():
+            proc.wait()
+            bar.close()
+            log.close()
+    failed = [s for s, (p, _, _) in procs.items() if p.returncode != 0]
+    if failed:
+        logs = ", ".join(str(paths.log(s)) for s in failed)
+        raise QponderError(f"demo: training of {', '.join(failed)} failed; see {logs}")
+
+
+__all__ = [
+    "n_examples",
+    "planned_steps",
+    "stage_command",
+    "stage_steps",
+    "thread_shares",
+    "train_stages",
+]

@@ -1,0 +1,44 @@
+"""The demo's targets (from the issue that asked for it, on 2 CPU cores) and their check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_WALL_S = 15 * 60
+MAX_PEAK_GIB = 4.0
+MIN_SRCC = 0.85
+
+
+def check_targets(summary: dict[str, Any]) -> dict[str, bool | None]:
+    """Each target of a demo summary, True/False (None when a figure it needs is missing).
+
+    Args:
+        summary: ``wall_s``, ``peak_rss_gib`` and, under ``stages``, each stage's ``srcc``
+            and ``consistency``.
+    """
+    st = summary["stages"]
+
+    def srcc(stage: str) -> float | None:
+        return st[stage]["srcc"]
+
+    def lt(a: float | None, b: float | None, strict: bool = True) -> bool | None:
+        if a is None or b is None:
+            return None
+        return a < b if strict else a <= b
+
+    q, ci, nocot = srcc("qponder"), srcc("qponder_ci"), srcc("sft_nocot")
+    return {
+        "wall_time_at_most_15_min": summary["wall_s"] <= MAX_WALL_S,
+        "peak_memory_at_most_4_gib": summary["peak_rss_gib"] <= MAX_PEAK_GIB,
+        "qponder_srcc_at_least_0.85": None if q is None else q >= MIN_SRCC,
+        "qponder_not_below_qponder_ci": lt(ci, q, strict=False),
+        "consistency_better_after_grpo": lt(
+            st["qponder"]["consistency"], st["qponder_ci"]["consistency"]
+        ),
+        "ablation_order_nocot_lt_cot_le_grpo": (
+            None if None in (nocot, ci, q) else bool(nocot < ci <= q)
+        ),
+    }
+
+
+__all__ = ["MAX_PEAK_GIB", "MAX_WALL_S", "MIN_SRCC", "check_targets"]

@@ -1,0 +1,56 @@
+"""What SFT and GRPO share: resuming from the newest complete checkpoint, and TRL options
+checked before any model is loaded."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from qponder.config import ConfigError, load_recipe
+from qponder.train.common import last_checkpoint, trl_args
+
+
+def _checkpoint(run, step, complete=True):
+    path = run / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    (path / "model.safetensors").write_bytes(b"\0" * 16)
+    if complete:
+        (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    return path
+
+
+def test_the_newest_complete_checkpoint_is_resumed(tmp_path):
+    assert last_checkpoint(tmp_path / "none") is None
+    _checkpoint(tmp_path, 5)
+    newest = _checkpoint(tmp_path, 10)
+    _checkpoint(tmp_path, 9)
+    assert last_checkpoint(tmp_path) == str(newest)
+
+
+def test_a_checkpoint_half_written_by_a_kill_is_skipped_with_a_warning(tmp_path, caplog):
+    good = _checkpoint(tmp_path, 100)
+    torn = _checkpoint(tmp_path, 200, complete=False)
+    cut = _checkpoint(tmp_path, 300, complete=False)
+    (cut / "trainer_state.json").write_text('{"global_st')  # killed while writing it
+    with caplog.at_level(logging.WARNING):
+        assert last_checkpoint(tmp_path) == str(good)
+    assert str(torn) in caplog.text and str(cut) in caplog.text
+    assert last_checkpoint(tmp_path / "x") is None
+
+
+def test_only_incomplete_checkpoints_mean_a_fresh_start(tmp_path):
+    _checkpoint(tmp_path, 3, complete=False)
+    assert last_checkpoint(tmp_path) is None
+
+
+def test_trl_options_trl_rejects_are_one_config_error_before_any_model_loads(tmp_path):
+    from trl import GRPOConfig
+
+    recipe = load_recipe("tiny-demo")
+    opts = {**recipe.grpo.trl, "num_generations": 3, "per_device_train_batch_size": 16}
+    with pytest.raises(ConfigError, match=r"^grpo\.trl: .*\S$"):
+        trl_args(GRPOConfig, opts, recipe, tmp_path, None)
+    with pytest.raises(ConfigError, match=r"grpo\.trl\.max_steps: must be >= 1, got 0"):
+        trl_args(GRPOConfig, recipe.grpo.trl, recipe, tmp_path, 0)
