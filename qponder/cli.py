@@ -607,20 +607,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == ["eval", "compare"]:
-        args = build_compare_parser().parse_args(argv[2:])
-    else:
-        args = build_parser().parse_args(argv)
+    try:
+        if argv[:2] == ["eval", "compare"]:
+            args = build_compare_parser().parse_args(argv[2:])
+        else:
+            args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad argument (already reported on one line)
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from qponder.errors import QponderError
+    from qponder.errors import QponderError, RunFailedError
 
     try:
         return int(args.func(args) or 0)
     except (QponderError, CLIError) as exc:
-        return _fail(args, str(exc))
+        return _fail(args, str(exc), code=1 if isinstance(exc, RunFailedError) else 2)
     except OSError as exc:  # the file system: a path that cannot be read or written
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         return _fail(args, f"{where}{exc.strerror or exc}")
@@ -629,15 +632,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _fail(args: argparse.Namespace, message: str) -> int:
-    """Report an expected failure as one line (with the traceback under ``-v``); exit 2."""
+def _fail(args: argparse.Namespace, message: str, code: int = 2) -> int:
+    """Report an expected failure as one line (with the traceback under ``-v``); returns
+    the exit status: 2 for bad input, 1 for a run that failed."""
     if args.verbose:
         import traceback
 
         traceback.print_exc()
     line = " ".join(message.split())  # one line, whatever the message held
-    print(f"qponder {args.command}: error: {line}", file=sys.stderr)
-    return 2
+    words = [args.command, getattr(args, "data_cmd", None), getattr(args, "model_cmd", None)]
+    print(f"qponder {' '.join(w for w in words if w)}: error: {line}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

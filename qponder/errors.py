@@ -1,7 +1,8 @@
 """Exception types shared by every stage.
 
-The CLI reports any :class:`QponderError` as one line (exit status 2) instead of a
-traceback, so each message must name the file, line or field at fault.
+The CLI reports any :class:`QponderError` as one line instead of a traceback, so each
+message must name the file, line or field at fault: exit status 2 for bad input, 1 for a
+:class:`RunFailedError` (a run that started and then failed).
 """
 
 from __future__ import annotations
@@ -9,6 +10,11 @@ from __future__ import annotations
 
 class QponderError(Exception):
     """Base class of errors caused by the user's input or environment, not by a bug."""
+
+
+class RunFailedError(QponderError):
+    """A run that started went wrong on its own (a training stage crashed, the teacher
+    stopped answering); the CLI reports it as one line with exit status 1, not 2."""
 
 
 class DatasetError(QponderError, ValueError):

@@ -307,6 +307,11 @@ def needs_judge(rewards: dict[str, float]) -> bool:
     return any(weight and name in JUDGED_REWARDS for name, weight in rewards.items())
 
 
+def reward_weights(rewards: dict[str, float]) -> list[float]:
+    """The weights TRL gets, in the order of :func:`build_reward_functions` (zeros left out)."""
+    return [float(w) for w in rewards.values() if w]
+
+
 def build_reward_functions(
     grpo_cfg: Any, judge: _SupportsJudge | None = None
 ) -> tuple[list[RewardFunc], list[float]]:

@@ -65,8 +65,16 @@ def _fsync_dir(path: Path) -> None:
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename, durably."""
+    """Write ``data`` to ``path`` through a temporary file and a rename, durably.
+
+    Raises:
+        RunFileError: The file cannot be written (a folder in the way, no permission, a
+            full disk); the message names it, the old file is left as it was and no
+            temporary file is left behind.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise RunFileError(f"{path}: is a directory; a file is wanted here")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
@@ -74,6 +82,8 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise RunFileError(f"{path}: cannot write ({exc.strerror or exc})") from None
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -150,3 +150,39 @@ def test_threads_file_flag_is_the_only_way_training_follows_a_threads_file(tmp_p
 def test_env_prints_json(capsys):
     assert main(["env"]) == 0
     assert "packages" in json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["model", "tiny", "--out", "t", "--hidden-size", "0"], "argument --hidden-size: must be >= 1"),
+        (["model", "tiny", "--out", "t", "--hidden-size", "30"], "hidden_size / num_heads"),
+        (["distill", "--dataset", "x:y", "--out", "o.jsonl", "--limit", "-1"], "--limit: must be >= 1"),
+        (["eval", "--model", "m", "--dataset", "x:y", "--out", "o", "--batch-size", "0"],
+         "eval.batch_size: must be >= 1, got 0"),
+        (["score", "a.png", "--model", "m", "--out", "o.jsonl", "--set", "eval.max_new_tokens=0"],
+         "eval.max_new_tokens: must be >= 1, got 0"),
+        (["sft", "--data", "d", "--out", "o", "--set", "sft.trl.per_device_train_batch_size=0"],
+         "sft.trl.per_device_train_batch_size: must be >= 1, got 0"),
+        (["grpo", "--dataset", "x:y", "--out", "o", "--set", "grpo.trl.num_generations=1"],
+         "grpo.trl.num_generations: must be >= 2, got 1"),
+        (["model", "pretrain-vision", "--model", "m", "--dataset", "x:y", "--lr", "fast"],
+         "argument --lr: 'fast' is not a number"),
+        (["eval", "compare", "a", "b", "--bootstrap", "-5"], "argument --bootstrap: must be >= 0"),
+        (["sft", "--data", "d", "--out", "o"], "model.path: no model to train"),
+    ],
+)  # fmt: skip
+def test_numbers_and_required_values_are_checked_where_they_enter(argv, message, capsys, tmp_path):
+    assert main(argv) == 2
+    assert message in _one_line_error(capsys) or message in capsys.readouterr().err
+
+
+def test_a_run_that_fails_on_its_own_exits_1_on_one_line(monkeypatch, capsys):
+    from qponder.errors import RunFailedError
+
+    def failing(*args, **kwargs):
+        raise RunFailedError("demo: training of qponder failed; see runs/demo/logs/qponder.log")
+
+    monkeypatch.setattr("qponder.train.sft.run", failing)
+    assert main(["sft", "--data", "d", "--out", "o", "--model", "m"]) == 1
+    assert "see runs/demo/logs/qponder.log" in _one_line_error(capsys)

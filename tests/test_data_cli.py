@@ -134,3 +134,38 @@ def test_convert_one_split(synth_dir, tmp_path, capsys):
     )
     assert "wrote 6 samples" in capsys.readouterr().err
     assert len(out.read_text().splitlines()) == 6
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err.strip()
+
+
+def test_a_plot_name_that_is_not_an_image_is_refused_before_any_work(synth_dir, tmp_path, capsys):
+    assert (
+        main(["data", "inspect", f"synthetic:{synth_dir}", "--plot", str(tmp_path / "x.txt")]) == 2
+    )
+    assert "--plot" in _error_line(capsys) and not (tmp_path / "x.txt").exists()
+
+
+def test_convert_into_a_folder_is_one_error_and_leaves_nothing_behind(synth_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["data", "convert", f"synthetic:{synth_dir}", "--out", str(out)]) == 2
+    assert "is a directory" in _error_line(capsys)
+    assert not [p for p in tmp_path.iterdir() if "tmp" in p.name] and not list(out.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--size", "0"], "--size"),
+        (["--n", "-1"], "--n"),
+        (["--n", "many"], "--n"),
+    ],
+)
+def test_synth_numbers_are_checked_where_they_enter(tmp_path, capsys, argv, flag):
+    assert main(["data", "synth", "--out", str(tmp_path / "s"), *argv]) == 2
+    assert f"argument {flag}:" in _error_line(capsys)
+    assert not (tmp_path / "s").exists()

@@ -11,6 +11,7 @@ from distill_fakes import MODEL, FakeTeacherServer, make_samples
 
 from qponder.config import DistillConfig, Recipe
 from qponder.distill import TeacherFatalError, run_distillation
+from qponder.distill.base import TeacherStoppedError
 from qponder.distill.openai_teacher import encode_image, retry_after_seconds
 from qponder.parsing import is_well_formed
 from qponder.prompts import DEFAULT_PROMPTS, PROMPT_VERSION
@@ -149,7 +150,7 @@ def test_a_dead_endpoint_stops_the_run_and_retry_errors_redoes_those_images(tmp_
     dead = recipe("", concurrency=1, max_retries=0)
     with (
         FakeTeacherServer([3.0] * n, default=["500"]) as srv,
-        pytest.raises(TeacherFatalError, match="in a row"),
+        pytest.raises(TeacherStoppedError, match="in a row"),  # a failed run: exit 1
     ):
         dead.distill.base_url = srv.base_url
         run_distillation(dead, samples, out=out, progress=False)

@@ -191,3 +191,36 @@ def test_existing_results_need_resume():
 def test_config_hash_is_order_independent_and_sensitive_to_values():
     assert config_hash({"a": 1, "b": 2}) == config_hash({"b": 2, "a": 1})
     assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_a_full_disk_is_one_error_and_keeps_what_was_written(tmp_path):
+    import os
+
+    if not os.path.exists("/dev/full"):
+        pytest.fail("/dev/full is needed to simulate a full disk")
+    full = Journal("/dev/full")  # every write to it fails with ENOSPC
+    full.open()
+    with pytest.raises(RunFileError, match=r"/dev/full: write failed \(No space left on device\)"):
+        full.append({"id": 2})
+    full.close()
+
+
+def test_an_atomic_write_on_a_full_disk_keeps_the_old_file_and_no_temporary(tmp_path):
+    from unittest import mock
+
+    target = tmp_path / "summary.json"
+    write_json_atomic(target, {"old": True})
+    real_open = open
+
+    def full_open(file, mode="r", *args, **kwargs):  # the temporary file lands on a full disk
+        if "w" in mode and str(file).endswith(".tmp"):
+            return real_open("/dev/full", mode, *args, **kwargs)
+        return real_open(file, mode, *args, **kwargs)
+
+    with (
+        mock.patch("builtins.open", full_open),
+        pytest.raises(RunFileError, match=r"summary.json: cannot write \(No space left"),
+    ):
+        write_json_atomic(target, {"new": "x" * 100_000})
+    assert json.loads(target.read_text()) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]

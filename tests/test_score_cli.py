@@ -255,3 +255,21 @@ def test_an_unwritable_output_fails_before_the_model_loads(folder, tmp_path, cap
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert "scores.jsonl" in err and "no-model" not in err  # the output, checked first
+
+
+def test_undecodable_bytes_in_an_output_being_resumed_name_the_line(folder, tmp_path, capsys):
+    out = tmp_path / "scores.jsonl"
+    out.write_bytes(b'{"path": "a.png", "score": 3.0}\n{"path": "\xff.png"}\n')
+    backend = Backend()
+    code = main(["score", str(folder), "--model", "unused", "--out", str(out), "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{out}:2: not UTF-8 text" in err and "Traceback" not in err
+    assert backend.calls == 0 and out.read_bytes().endswith(b'"\xff.png"}\n')  # untouched
+
+
+def test_a_folder_that_is_not_a_checkpoint_is_one_error(folder, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "s.jsonl"
+    assert main(["score", str(folder), "--model", str(tmp_path / "empty"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "empty: not a model checkpoint (no config.json)" in err and "Traceback" not in err

@@ -54,3 +54,34 @@ def test_trl_options_trl_rejects_are_one_config_error_before_any_model_loads(tmp
         trl_args(GRPOConfig, opts, recipe, tmp_path, None)
     with pytest.raises(ConfigError, match=r"grpo\.trl\.max_steps: must be >= 1, got 0"):
         trl_args(GRPOConfig, recipe.grpo.trl, recipe, tmp_path, 0)
+
+
+def test_two_training_runs_cannot_share_a_directory(tmp_path):
+    from qponder.runfiles import LockedError, lock_run_dir
+    from qponder.train.common import run_directory
+
+    recipe = load_recipe("tiny-demo", ["model.path=m"])
+    with (
+        lock_run_dir(tmp_path / "run"),
+        pytest.raises(LockedError, match="another run"),
+        run_directory(recipe, tmp_path / "run"),
+    ):
+        pass
+    assert not (tmp_path / "run" / "run_config.yaml").exists()  # the refused run wrote nothing
+    with run_directory(recipe, tmp_path / "run") as out:  # free once the first has ended
+        assert (out / "run_config.yaml").is_file()
+
+
+def test_a_finished_folder_replaces_the_old_one_whole(tmp_path):
+    from qponder.train.common import replace_dir
+
+    final, new = tmp_path / "final", tmp_path / "final.partial"
+    final.mkdir()
+    (final / "model.safetensors").write_text("old")
+    new.mkdir()
+    (new / "model.safetensors").write_text("new")
+    (new / "config.json").write_text("{}")
+    replace_dir(new, final)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+    assert (final / "model.safetensors").read_text() == "new"
+    assert (final / "config.json").is_file()

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from qponder.data.datasets import load_dataset
+from qponder.runfiles import RunFileError, write_text_atomic
 
 
 def convert_dataset(
@@ -33,18 +34,25 @@ def convert_dataset(
 
     Returns:
         Number of samples written.
+
+    Raises:
+        RunFileError: ``out`` is a folder or cannot be written (nothing is left behind).
     """
-    ds = load_dataset(spec, split, images=images, on_error=on_error)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_dir():
+        raise RunFileError(f"--out {out}: is a directory; give the .jsonl file to write")
+    ds = load_dataset(spec, split, images=images, on_error=on_error)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunFileError(f"--out {out}: cannot create its folder ({exc.strerror})") from None
     base = out.parent.absolute()
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as f:
-        for sample in ds:
-            record = sample.to_record()
-            record["image"] = _relative(sample.image_path, base)
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
+    lines = []
+    for sample in ds:
+        record = sample.to_record()
+        record["image"] = _relative(sample.image_path, base)
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+    write_text_atomic(out, "".join(lines))  # no half file, no temporary left behind
     return len(ds)
 
 

@@ -7,6 +7,7 @@ releases the GIL while decoding) and lists the bad ones with their reason.
 
 from __future__ import annotations
 
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 from qponder.data.datasets import load_dataset
 from qponder.data.images import DEFAULT_MAX_PIXELS, check_image
 from qponder.data.samples import LoadedDataset
+from qponder.runfiles import RunFileError, write_bytes_atomic
 
 
 def inspect_dataset(
@@ -45,7 +47,12 @@ def inspect_dataset(
         [{path, reason}], ...}`` with MOS on [1, 5]; also ``dataset``, ``spec``,
         ``label_file``, ``split_file``, ``mos_mean``, ``mos_std``, ``clipped``,
         ``checked_images`` and ``skipped_rows``.
+
+    Raises:
+        RunFileError: ``plot`` is not a PNG, PDF, SVG or JPEG file name (checked first).
     """
+    if plot:
+        check_plot_path(plot)
     ds = load_dataset(spec, split, images=images, on_error=on_error)
     paths = [s.image_path for s in ds]
     present = [p for p in paths if os.path.isfile(p)]
@@ -87,6 +94,22 @@ def summarise(ds: LoadedDataset) -> dict[str, Any]:
     }
 
 
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def check_plot_path(path: str | Path) -> None:
+    """Refuse a plot file name whose suffix is not an image format, before any work.
+
+    Raises:
+        RunFileError: Naming the path and the formats that work.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise RunFileError(f"--plot {path}: use a file ending in {', '.join(PLOT_SUFFIXES)}")
+    if path.is_dir():
+        raise RunFileError(f"--plot {path}: is a directory; give the image file to write")
+
+
 def plot_histogram(ds: LoadedDataset, path: str | Path) -> None:
     """Write a histogram of MOS on [1, 5], one stacked bar colour per split."""
     import matplotlib
@@ -105,9 +128,15 @@ def plot_histogram(ds: LoadedDataset, path: str | Path) -> None:
     ax.set_title(f"{ds.name}: {len(ds)} images")
     ax.legend()
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    check_plot_path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lower().lstrip(".").replace("jpg", "jpeg"))
     plt.close(fig)
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunFileError(f"--plot {path}: cannot create its folder ({exc.strerror})") from None
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def format_report(report: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from qponder.config import Recipe
 from qponder.data import load_dataset
 from qponder.demo.paths import DemoPaths
-from qponder.errors import QponderError
+from qponder.errors import RunFailedError
 from qponder.runfiles import write_text_atomic
 
 
@@ -155,7 +155,7 @@ def train_stages(
     failed = [s for s, (p, _, _) in procs.items() if p.returncode != 0]
     if failed:
         logs = ", ".join(str(paths.log(s)) for s in failed)
-        raise QponderError(f"demo: training of {', '.join(failed)} failed; see {logs}")
+        raise RunFailedError(f"demo: training of {', '.join(failed)} failed; see {logs}")
 
 
 __all__ = [

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from qponder.errors import QponderError
+from qponder.errors import QponderError, RunFailedError
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,11 @@ class TeacherFatalError(QponderError):
 
     The runner stops at once and records nothing for the images in flight.
     """
+
+
+class TeacherStoppedError(TeacherFatalError, RunFailedError):
+    """The teacher failed on too many images in a row during a run (the endpoint went
+    down): the run stops, keeping everything written (exit status 1)."""
 
 
 @dataclass

@@ -36,6 +36,7 @@ from qponder.distill.base import (
     TeacherError,
     TeacherFatalError,
     TeacherRequest,
+    TeacherStoppedError,
 )
 from qponder.distill.filtering import BAD_IMAGE, TEACHER_ERROR, judge_replies
 from qponder.errors import BadImageError, QponderError
@@ -327,7 +328,7 @@ class _Run:
         if record.get("reason") == TEACHER_ERROR:
             self.consecutive_errors += 1
             if self.consecutive_errors >= MAX_CONSECUTIVE_TEACHER_ERRORS:
-                raise TeacherFatalError(
+                raise TeacherStoppedError(
                     f"the teacher failed on {self.consecutive_errors} images in a row (last: "
                     f"{record['detail']}); stopped. Once it works again, re-run the same "
                     "command with --retry-errors to retry the failed images"

@@ -6,17 +6,20 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from qponder.config import ConfigError, LoraSettings, ModelConfig, Recipe
 from qponder.errors import QponderError
-from qponder.runfiles import save_run_files
+from qponder.runfiles import lock_run_dir, save_run_files
 
 logger = logging.getLogger(__name__)
 
 FINAL_DIR = "final"
 ADAPTER_DIR = "final-adapter"
+PARTIAL_SUFFIX = ".partial"  # a folder being written; renamed when complete
 
 
 def _decode_images(batch: dict[str, list]) -> dict[str, list]:
@@ -173,14 +176,30 @@ def last_checkpoint(out: Path) -> str | None:
     return None
 
 
-def start_run(recipe: Recipe, out: str | os.PathLike) -> Path:
-    """Create the run directory and write ``run_config.yaml`` and ``environment.json``."""
+def require_model(recipe: Recipe) -> None:
+    """Refuse a training run without a model to start from (before any work).
+
+    Raises:
+        ConfigError: ``model.path`` is not set.
+    """
+    if not recipe.model.path:
+        raise ConfigError("model.path: no model to train; pass --model PATH or set model.path")
+
+
+@contextmanager
+def run_directory(recipe: Recipe, out: str | os.PathLike) -> Iterator[Path]:
+    """Hold a training run's directory while the run lasts: created and locked (a second
+    run on the same ``--out`` fails at once), then ``run_config.yaml`` and
+    ``environment.json`` written. Only the main process (rank 0) locks and writes."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     # the process group does not exist yet (the Trainer creates it): ask the launcher
-    if int(os.environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) != 0:
+        out.mkdir(parents=True, exist_ok=True)
+        yield out
+        return
+    with lock_run_dir(out):
         save_run_files(out, recipe)
-    return out
+        yield out
 
 
 def save_final(trainer: Any, out: Path, model_cfg: ModelConfig, force_merge: bool = False) -> Path:
@@ -189,17 +208,41 @@ def save_final(trainer: Any, out: Path, model_cfg: ModelConfig, force_merge: boo
     With LoRA, the adapter goes to ``RUN/final-adapter``; ``RUN/final`` is then the adapter
     itself (loadable through :func:`qponder.models.load_model`) or, with
     ``lora.merge_on_save`` (or ``force_merge``), the merged full model.
+
+    ``RUN/final`` appears whole or not at all: it is written as ``RUN/final.partial`` and
+    renamed once complete, so a run killed while saving leaves no ``final`` that looks
+    finished (running the same command again resumes and saves it).
     """
     final = out / FINAL_DIR
+    staging = out / f"{FINAL_DIR}{PARTIAL_SUFFIX}"
+    main = trainer.accelerator.is_main_process
+    if main and staging.exists():
+        shutil.rmtree(staging)  # left by a run killed while saving
+    trainer.accelerator.wait_for_everyone()
     is_peft = hasattr(trainer.model, "peft_config")
     merge = is_peft and (model_cfg.lora.merge_on_save or force_merge)
-    target = out / ADAPTER_DIR if merge else final
+    target = out / ADAPTER_DIR if merge else staging
     trainer.save_model(str(target))  # gathers ZeRO-3/FSDP shards; main process writes
     trainer.accelerator.wait_for_everyone()
-    if merge and trainer.accelerator.is_main_process:
-        _merge_adapter(target, final, model_cfg)
+    if main:
+        if merge:
+            _merge_adapter(target, staging, model_cfg)
+        replace_dir(staging, final)
     trainer.accelerator.wait_for_everyone()
     return final
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Put the complete folder ``new`` in place of ``target`` by renames (same file system):
+    at every moment ``target`` is either the old folder or the new one, never half of one."""
+    old = target.with_name(f"{target.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def _merge_adapter(adapter: Path, final: Path, model_cfg: ModelConfig) -> None:
@@ -225,8 +268,6 @@ def _merge_adapter(adapter: Path, final: Path, model_cfg: ModelConfig) -> None:
     start, _ = load_model(model_cfg.path, cfg)
     model = PeftModel.from_pretrained(start, str(adapter)).merge_and_unload()
     processor = load_processor(adapter, cfg)
-    if final.exists():
-        shutil.rmtree(final)
     model.save_pretrained(final)
     processor.save_pretrained(final)
     logger.info("merged LoRA adapter %s into %s", adapter, final)

@@ -23,8 +23,9 @@ from qponder.train.common import (
     last_checkpoint,
     load_policy,
     lora_config,
+    require_model,
+    run_directory,
     save_final,
-    start_run,
     trl_args,
 )
 
@@ -99,43 +100,47 @@ def train(
 
     from qponder.models.judge import build_judge
     from qponder.prompts import load_prompts
-    from qponder.rewards import build_reward_functions, needs_judge
+    from qponder.rewards import build_reward_functions, needs_judge, reward_weights
 
     _check_vllm(recipe.grpo.trl)
-    out = start_run(recipe, out)
-    instruction = load_prompts(recipe.prompts).student_instruction
-    train_ds = build_dataset(samples, instruction)
-    policy_path = str(recipe.model.path)
-    if judge is None and needs_judge(recipe.grpo.rewards):
-        cfg = recipe.grpo.consistency
-        judge = build_judge(cfg, policy_path, recipe.model, instruction=instruction)
-    reward_funcs, weights = build_reward_functions(recipe.grpo, judge)
-    # the TRL config first: under DeepSpeed ZeRO-3 it makes from_pretrained load sharded;
-    # the weights come from grpo.rewards alone (config refuses grpo.trl.reward_weights)
-    args = trl_args(
-        GRPOConfig, {**recipe.grpo.trl, "reward_weights": weights}, recipe, out, max_steps
-    )
-    model, processor, merged_adapter = load_policy(recipe)
-    trainer = GRPOTrainer(
-        model=model,
-        reward_funcs=reward_funcs,
-        args=args,
-        train_dataset=train_ds,
-        processing_class=processor,  # without it TRL treats the model as text-only
-        peft_config=lora_config(recipe.model.lora, recipe.model.freeze_vision),
-        callbacks=[
-            MetricsJsonlCallback(out / METRICS_FILE),
-            *(callbacks or []),
-        ],
-    )
-    validation = build_validation(recipe.grpo.validation, out, instruction, recipe.seed)
-    if validation is not None:
-        validation.attach(trainer)
-    resume = last_checkpoint(out)
-    if resume:
-        logger.info("resuming from %s", resume)
-    trainer.train(resume_from_checkpoint=resume)
-    return save_final(trainer, out, recipe.model, force_merge=merged_adapter)
+    require_model(recipe)
+    with run_directory(recipe, out) as out:
+        instruction = load_prompts(recipe.prompts).student_instruction
+        train_ds = build_dataset(samples, instruction)
+        policy_path = str(recipe.model.path)
+        opts = {**recipe.grpo.trl, "reward_weights": reward_weights(recipe.grpo.rewards)}
+        # TRL's own checks (e.g. num_generations dividing the batch) before the judge loads;
+        # the config kept is built after the judge, which must not be sharded by ZeRO-3
+        trl_args(GRPOConfig, {k: v for k, v in opts.items() if k != "deepspeed"}, recipe, out,
+                 max_steps)  # fmt: skip
+        if judge is None and needs_judge(recipe.grpo.rewards):
+            cfg = recipe.grpo.consistency
+            judge = build_judge(cfg, policy_path, recipe.model, instruction=instruction)
+        reward_funcs, weights = build_reward_functions(recipe.grpo, judge)
+        # the TRL config first: under DeepSpeed ZeRO-3 it makes from_pretrained load sharded;
+        # the weights come from grpo.rewards alone (config refuses grpo.trl.reward_weights)
+        args = trl_args(GRPOConfig, {**opts, "reward_weights": weights}, recipe, out, max_steps)
+        model, processor, merged_adapter = load_policy(recipe)
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=reward_funcs,
+            args=args,
+            train_dataset=train_ds,
+            processing_class=processor,  # without it TRL treats the model as text-only
+            peft_config=lora_config(recipe.model.lora, recipe.model.freeze_vision),
+            callbacks=[
+                MetricsJsonlCallback(out / METRICS_FILE),
+                *(callbacks or []),
+            ],
+        )
+        validation = build_validation(recipe.grpo.validation, out, instruction, recipe.seed)
+        if validation is not None:
+            validation.attach(trainer)
+        resume = last_checkpoint(out)
+        if resume:
+            logger.info("resuming from %s", resume)
+        trainer.train(resume_from_checkpoint=resume)
+        return save_final(trainer, out, recipe.model, force_merge=merged_adapter)
 
 
 def run(

@@ -25,8 +25,9 @@ from qponder.train.common import (
     last_checkpoint,
     load_policy,
     lora_config,
+    require_model,
+    run_directory,
     save_final,
-    start_run,
     trl_args,
 )
 
@@ -143,30 +144,31 @@ def run(
     """
     from trl import SFTConfig, SFTTrainer
 
-    out = start_run(recipe, out)
-    train = build_dataset(read_cold_start(data, no_cot=recipe.sft.no_cot))
-    # the TRL config first: under DeepSpeed ZeRO-3 it makes from_pretrained load sharded
-    args = trl_args(
-        SFTConfig, recipe.sft.trl, recipe, out, max_steps, defaults={"max_length": None}
-    )
-    model, processor, merged_adapter = load_policy(recipe)
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=train,
-        processing_class=processor,
-        peft_config=lora_config(recipe.model.lora, recipe.model.freeze_vision),
-        callbacks=[
-            MetricsJsonlCallback(out / METRICS_FILE),
-            *(callbacks or []),
-        ],
-    )
-    instruction = train[0]["prompt"][0]["content"][-1]["text"]
-    validation = build_validation(recipe.sft.validation, out, instruction, recipe.seed)
-    if validation is not None:
-        validation.attach(trainer)
-    resume = last_checkpoint(out)
-    if resume:
-        logger.info("resuming from %s", resume)
-    trainer.train(resume_from_checkpoint=resume)
-    return save_final(trainer, out, recipe.model, force_merge=merged_adapter)
+    require_model(recipe)
+    with run_directory(recipe, out) as out:
+        train = build_dataset(read_cold_start(data, no_cot=recipe.sft.no_cot))
+        # the TRL config first: under DeepSpeed ZeRO-3 it makes from_pretrained load sharded
+        args = trl_args(
+            SFTConfig, recipe.sft.trl, recipe, out, max_steps, defaults={"max_length": None}
+        )
+        model, processor, merged_adapter = load_policy(recipe)
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=train,
+            processing_class=processor,
+            peft_config=lora_config(recipe.model.lora, recipe.model.freeze_vision),
+            callbacks=[
+                MetricsJsonlCallback(out / METRICS_FILE),
+                *(callbacks or []),
+            ],
+        )
+        instruction = train[0]["prompt"][0]["content"][-1]["text"]
+        validation = build_validation(recipe.sft.validation, out, instruction, recipe.seed)
+        if validation is not None:
+            validation.attach(trainer)
+        resume = last_checkpoint(out)
+        if resume:
+            logger.info("resuming from %s", resume)
+        trainer.train(resume_from_checkpoint=resume)
+        return save_final(trainer, out, recipe.model, force_merge=merged_adapter)
