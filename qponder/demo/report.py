@@ -13,9 +13,8 @@ from matplotlib.figure import Figure
 from qponder.config import Recipe
 from qponder.demo.paths import STAGE_TITLES, STAGES, TRAINED_STAGES, DemoPaths
 from qponder.demo.supervisor import stage_command
+from qponder.rewards import REWARD_NAMES
 from qponder.runfiles import read_jsonl, write_text_atomic
-
-REWARD_NAMES = ("format", "score", "consistency", "ranking")
 
 
 def _figure(width: float, height: float) -> Figure:
