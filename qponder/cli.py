@@ -383,6 +383,12 @@ def _cmd_sft(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
 def _print_main_process(message: str) -> None:
     """Print to stderr once under ``accelerate launch`` (from the main process)."""
     from accelerate import PartialState
@@ -520,7 +526,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
         resume=args.resume,
         instruction=load_prompts(recipe.prompts).student_instruction,
     )
-    print(json.dumps(stats), file=sys.stderr)
+    if stats.get("processes", 1) == 1 or _is_main_process():  # under accelerate launch, once
+        print(json.dumps(stats), file=sys.stderr)
     return 0
 
 

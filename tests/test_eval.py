@@ -283,45 +283,26 @@ def test_cli_eval_writes_the_run_and_prints_the_summary(tiny_model, synth, tmp_p
     assert main([*argv, "--resume"]) == 0
 
 
+# Two CPU processes as users start them: `accelerate launch --cpu` starts only one (accelerate's
+# simple launcher), so the data-parallel path is `--multi_gpu` (torchrun), on the CPU too.
+ACCELERATE_2 = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+                "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+                "--dynamo_backend", "no", "-m", "qponder.cli"]  # fmt: skip
+
+
 @pytest.mark.slow
-def test_data_parallel_eval_under_accelerate_launch(tiny_model, synth, tmp_path):
+def test_data_parallel_eval_under_accelerate_launch_splits_the_images(tiny_model, synth, tmp_path):
     out = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--cpu",
-        "--num_processes",
-        "2",
-        "-m",
-        "qponder.cli",
-    ]
-    cmd += [
-        "eval",
-        "--model",
-        str(tiny_model),
-        "--dataset",
-        f"synthetic:{synth}",
-        "--split",
-        "train",
-    ]
-    cmd += [
-        "--out",
-        str(out),
-        "--batch-size",
-        "4",
-        "--set",
-        "eval.max_new_tokens=4",
-        "--set",
-        "eval.bootstrap=20",
-    ]
+    cmd = [*ACCELERATE_2, "eval", "--model", str(tiny_model), "--dataset", f"synthetic:{synth}",
+           "--split", "train", "--out", str(out), "--batch-size", "4",
+           "--set", "eval.max_new_tokens=4", "--set", "eval.bootstrap=20"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = read_jsonl(out / "predictions.jsonl")
-    assert len(rows) == 28 and len({r["id"] for r in rows}) == 28
+    assert len(rows) == 28 and len({r["id"] for r in rows}) == 28  # each id once
     assert not list(out.glob("predictions.part*"))
-    assert (
-        json.loads((out / "summary.json").read_text())["datasets"]["synthetic"]["parse_failures"]
-        == 28
-    )
+    summary = json.loads((out / "summary.json").read_text())
+    # each process scored a disjoint part: two shards that add up to the whole
+    assert summary["processes"] == 2 and summary["shard_sizes"] == [14, 14]
+    assert summary["datasets"]["synthetic"]["n"] == 28
     assert proc.stdout.count('"datasets"') == 1  # the summary is printed once, by the main process

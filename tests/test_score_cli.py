@@ -273,3 +273,30 @@ def test_a_folder_that_is_not_a_checkpoint_is_one_error(folder, tmp_path, capsys
     assert main(["score", str(folder), "--model", str(tmp_path / "empty"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "empty: not a model checkpoint (no config.json)" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_data_parallel_score_under_accelerate_launch_splits_the_files(
+    tiny_model, folder, tmp_path, suffix
+):
+    import subprocess
+    import sys
+
+    out = tmp_path / f"scores{suffix}"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+           "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+           "--dynamo_backend", "no", "-m", "qponder.cli", "score", str(folder),
+           "--model", str(tiny_model), "--out", str(out), "--batch-size", "2", *FAST]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stats = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    assert len(stats) == 1  # printed once, by the main process
+    assert stats[0]["processes"] == 2 and stats[0]["shard_sizes"] == [3, 3]
+    if suffix == ".jsonl":
+        paths = [r["path"] for r in read_jsonl(out)]
+    else:
+        with open(out, newline="") as fh:
+            paths = [r["path"] for r in csv.DictReader(fh)]
+    assert sorted(paths) == sorted(expand_image_paths([str(folder)]))  # each file once
+    assert not list(tmp_path.glob("scores.part*"))

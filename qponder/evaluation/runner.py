@@ -155,25 +155,24 @@ def _read_all_predictions(out: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _merge_parts(out: Path) -> None:
-    """Append the shard files' rows to predictions.jsonl (those not in it yet), then remove them."""
-    parts = sorted(out.glob("predictions.part*.jsonl"))
+def _merge_parts(out: Path) -> list[int]:
+    """Append the shard files' rows to predictions.jsonl (those not in it yet), then remove
+    them; returns how many rows each shard held, in process order."""
+    parts = sorted(out.glob("predictions.part*.jsonl"), key=lambda p: int(p.suffixes[0][5:]))
+    sizes = []
     if not parts:
-        return
+        return sizes
     have = {(r["dataset"], str(r["id"])) for r in read_jsonl(out / PREDICTIONS)}
     for part in parts:
-        rows = [r for r in read_jsonl(part) if (r["dataset"], str(r["id"])) not in have]
+        part_rows = read_jsonl(part)
+        sizes.append(len(part_rows))
+        rows = [r for r in part_rows if (r["dataset"], str(r["id"])) not in have]
         with Journal(out / PREDICTIONS) as journal:
             journal.open()
             journal.append(rows)
         have |= {(r["dataset"], str(r["id"])) for r in rows}
         part.unlink()
-
-
-def _process_state() -> Any:
-    from accelerate import PartialState
-
-    return PartialState()
+    return sizes
 
 
 def run_eval(
@@ -208,7 +207,9 @@ def run_eval(
         QponderError: Existing predictions without ``resume``, a config mismatch on resume,
             another run using ``out``, or a bad dataset spec.
     """
-    state = _process_state()
+    from qponder.inference.files import process_state
+
+    state = process_state()
     out = Path(out)
     base_url = base_url or cfg.base_url
     run_cfg = build_run_config(model, cfg, model_config, base_url, instruction)
@@ -237,7 +238,7 @@ def _run(out, run_cfg, state, model, cfg, model_config, base_url, instruction, s
         _score_shard(shard, out, state, model, cfg, model_config, base_url, instruction, scorer)
     state.wait_for_everyone()
     if state.is_main_process:
-        _merge_parts(out)
+        shards = _merge_parts(out) if state.num_processes > 1 else [len(pending)]
         wanted = {(n, str(s.id)) for n, s in selection}
         rows, seen = [], set()
         for r in read_jsonl(out / PREDICTIONS):
@@ -252,6 +253,8 @@ def _run(out, run_cfg, state, model, cfg, model_config, base_url, instruction, s
             "limit": cfg.limit,
             "samples": cfg.samples,
             "config_hash": run_cfg["config_hash"],
+            "processes": state.num_processes,
+            "shard_sizes": shards,  # images each process scored in this run
         }
         summary = write_report_files(out, rows, n_resamples=cfg.bootstrap, seed=cfg.seed, meta=meta)
     state.wait_for_everyone()
