@@ -282,3 +282,38 @@ def test_two_processes_train_one_model(tmp_path, tiny):
         1.0
     )  # 2 steps x 2 processes x 2 rows = all 8 (one process: 0.5)
     assert (out / "final" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_validation_metrics_reach_the_report_to_trackers(tmp_path, tiny):
+    """Validation SRCC goes through the trainer's logging, so a tracker chosen with
+    report_to records it: trackio (offline, its local store) and TensorBoard."""
+    import sqlite3
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from qponder.data.synthetic import make_synthetic_dataset
+
+    make_synthetic_dataset(tmp_path / "synth", n=60, seed=0, size=48)
+    out, store = tmp_path / "run", tmp_path / "trackio"
+    env = {**os.environ, "TRACKIO_DIR": str(store), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "qponder.cli", "sft", "--data",
+           str(write_cold_start(tmp_path / "data", n=4)), "--model", str(tiny), "--out", str(out),
+           "--max-steps", "2", "--set", "sft.trl.report_to=[trackio, tensorboard]",
+           "--set", "sft.trl.project=qponder-test", "--set", "sft.trl.run_name=val",
+           "--set", "sft.trl.trackio_static_space_id=false",
+           "--set", f"sft.validation.dataset=synthetic:{tmp_path / 'synth'}",
+           "--set", "sft.validation.every_n_steps=1", "--set", "sft.validation.max_new_tokens=4",
+           "--set", "sft.trl.per_device_train_batch_size=2"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    n_val = len([r for r in read_metrics(out / "metrics.jsonl") if "val/n" in r])
+    assert n_val == 2  # steps 1 and 2
+    with sqlite3.connect(store / "qponder-test.db") as db:
+        logged = [json.loads(m) for (m,) in db.execute("select metrics from metrics")]
+    val = [m for m in logged if "train/val/n" in m]
+    assert [m["train/global_step"] for m in val] == [1, 2]
+    assert all(m["train/val/n"] == 6 and "train/val/srcc" in m for m in val)
+    events = EventAccumulator(str(next((out / "runs").rglob("events.out.tfevents*")).parent))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/val/n")] == [1, 2]

@@ -67,16 +67,26 @@ def test_validation_metrics_are_nan_when_too_few_answers_parse():
 
 
 class _FakeTrainer:
-    """Enough of a Trainer for the callback: model, processor, accelerator, save_model."""
+    """Enough of a Trainer for the callback: model, processor, accelerator, save_model, and
+    the real callback handler through which a Trainer's logs reach its callbacks."""
 
-    def __init__(self):
+    def __init__(self, metrics_path=None):
         from accelerate import Accelerator
+        from transformers.trainer_callback import CallbackHandler, TrainerControl
 
         self.model = torch.nn.Linear(2, 2)
         self.processing_class = object()
         self.accelerator = Accelerator(cpu=True)
         self.saved = []
         self.callbacks = []
+        self.args = SimpleNamespace()
+        self.control = TrainerControl()
+        self.logged = []
+        recorder = SimpleNamespace(on_log=lambda args, state, control, logs=None, **kw: (
+            self.logged.append(dict(logs))))  # fmt: skip
+        handlers = [MetricsJsonlCallback(metrics_path)] if metrics_path else []
+        self.callback_handler = CallbackHandler(handlers, self.model, None, None, None)
+        self.callback_handler.callbacks.append(recorder)
 
     def add_callback(self, cb):
         self.callbacks.append(cb)
@@ -115,7 +125,7 @@ def test_validation_logs_srcc_and_keeps_only_improving_checkpoints(tmp_path):
         ]
     )
     cfg = ValidationConfig(dataset="x", every_n_steps=2, keep_best=True)
-    trainer = _FakeTrainer()
+    trainer = _FakeTrainer(tmp_path / "metrics.jsonl")
     cb = ValidationCallback(cfg, samples, tmp_path, scorer_factory=scripted.factory).attach(trainer)
     assert trainer.callbacks == [cb]
     cb.on_train_begin(None, _state(0), None)
@@ -132,6 +142,8 @@ def test_validation_logs_srcc_and_keeps_only_improving_checkpoints(tmp_path):
     assert trainer.saved == [str(tmp_path / "best")] * 2
     assert json.loads((tmp_path / "best" / "validation.json").read_text())["step"] == 6
     assert any("val/srcc" in r for r in state.log_history)
+    # every callback (each report_to tracker) got the metrics through the trainer's on_log
+    assert [round(r["val/srcc"], 3) for r in trainer.logged] == [0.8, -1.0, 1.0]
 
 
 def test_a_resumed_run_remembers_the_best_srcc(tmp_path):

@@ -166,8 +166,9 @@ def _default_scorer(model: Any, processor: Any, cfg: ValidationConfig, instructi
 
 class ValidationCallback(TrainerCallback):
     """Every ``cfg.every_n_steps`` (and at the end), greedy-score a validation split and log
-    ``val/srcc``, ``val/plcc``, ``val/parse_failure_rate`` to ``RUN/metrics.jsonl`` (and
-    TensorBoard); with ``cfg.keep_best``, save the best model by SRCC to ``RUN/best/``.
+    ``val/srcc``, ``val/plcc``, ``val/parse_failure_rate`` through the trainer's logging, so
+    ``RUN/metrics.jsonl`` and every ``report_to`` tracker get them; with ``cfg.keep_best``,
+    save the best model by SRCC to ``RUN/best/``.
 
     Under accelerate every process scores its share of the images and the results are
     gathered, so every process takes the same best-checkpoint decision.
@@ -197,7 +198,6 @@ class ValidationCallback(TrainerCallback):
         self.trainer: Any = None
         self.best_srcc = -math.inf
         self._last_step = -1
-        self._tb = None
 
     def attach(self, trainer: Any) -> ValidationCallback:
         """Register with ``trainer`` (which saves the best checkpoint and owns the model)."""
@@ -212,7 +212,11 @@ class ValidationCallback(TrainerCallback):
             self.best_srcc = max(seen)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.cfg.every_n_steps > 0 and state.global_step % self.cfg.every_n_steps == 0:
+        step = state.global_step
+        # the last step validates here, not in on_train_end: trackers close their runs in
+        # their own on_train_end, which runs before this callback's
+        last = bool(state.max_steps) and step >= state.max_steps
+        if last or (self.cfg.every_n_steps > 0 and step % self.cfg.every_n_steps == 0):
             self.validate(state)
 
     def on_train_end(self, args, state, control, **kwargs):
@@ -243,11 +247,8 @@ class ValidationCallback(TrainerCallback):
         scores = [merged.get(i) for i in range(len(self.samples))]
         metrics = validation_metrics(scores, [m for _, m in self.samples])
         self._last_step = state.global_step
-        record = {"step": state.global_step, **metrics}
-        state.log_history.append(record)
+        self._log(state, metrics)
         if accelerator.is_main_process:
-            append_metrics(self.out / METRICS_FILE, record)
-            self._tensorboard(metrics, state.global_step)
             logger.info("validation at step %d: %s", state.global_step, _fmt(metrics))
         if (
             self.cfg.keep_best
@@ -259,21 +260,22 @@ class ValidationCallback(TrainerCallback):
             trainer.save_model(str(best))
             if accelerator.is_main_process:
                 best.mkdir(parents=True, exist_ok=True)
-                write_json_atomic(best / "validation.json", record)
+                write_json_atomic(best / "validation.json", {"step": state.global_step, **metrics})
         return metrics
 
-    def _tensorboard(self, metrics: dict[str, float], step: int) -> None:
-        try:
-            if self._tb is None:
-                from torch.utils.tensorboard import SummaryWriter
+    def _log(self, state: Any, metrics: dict[str, float]) -> None:
+        """Hand the metrics to the trainer's own logging: its log history and every
+        callback's ``on_log``, so each ``report_to`` target (TensorBoard, wandb, trackio,
+        MLflow, ...) records them, and ``metrics.jsonl`` through :class:`MetricsJsonlCallback`.
 
-                self._tb = SummaryWriter(str(self.out / "runs" / "validation"))
-            for k, v in metrics.items():
-                if _finite(v):
-                    self._tb.add_scalar(k, v, step)
-            self._tb.flush()
-        except ImportError:  # pragma: no cover - tensorboard is a dependency
-            pass
+        The callback handler is called directly rather than ``trainer.log``, whose TRL
+        versions fold the trainer's running averages into what they log (and reset them).
+        """
+        trainer = self.trainer
+        state.log_history.append({**metrics, "step": state.global_step})
+        trainer.control = trainer.callback_handler.on_log(
+            trainer.args, state, trainer.control, dict(metrics)
+        )
 
 
 def _finite(v: Any) -> bool:
