@@ -26,7 +26,7 @@ import yaml
 from qponder.errors import QponderError
 from qponder.rewards import REWARD_NAMES
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # the shipped recipes, in the package
 
 
 class _Loader(yaml.SafeLoader):
@@ -565,7 +565,8 @@ def build_dataclass(
 
 
 def resolve_recipe_path(name: str | os.PathLike) -> Path:
-    """Find a recipe by path, or by name among the shipped ``configs/``."""
+    """Find a recipe by path, or by name among the recipes shipped in the package
+    (``qponder/configs/``: ``tiny-demo``, ``qwen2.5-vl-7b-koniq``, ...), from any directory."""
     path = Path(name)
     if path.is_file():
         return path

@@ -11,7 +11,10 @@ import yaml
 from qponder.config import CONFIG_DIR, load_recipe
 
 RECIPES = sorted(CONFIG_DIR.glob("*.yaml"))
-ACCELERATE = sorted((CONFIG_DIR / "accelerate").glob("*.yaml"))
+# launcher configs stay in the repository (configs/accelerate), next to the docs that use them
+ACCELERATE = sorted(
+    (Path(__file__).resolve().parent.parent / "configs" / "accelerate").glob("*.yaml")
+)
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "training.md"
 
 
@@ -90,3 +93,12 @@ def test_docs_show_a_launch_command_for_every_accelerate_config():
     for path in RECIPES:
         assert path.stem in text
     assert re.search(r"accelerate launch .*--config_file", text)
+
+
+def test_the_accelerate_launch_configs_are_there():
+    assert {p.name for p in ACCELERATE} == {
+        "1gpu.yaml",
+        "8gpu-zero2.yaml",
+        "8gpu-zero3.yaml",
+        "multinode-zero3.yaml",
+    }
