@@ -59,3 +59,26 @@ def openai_client(
     cls = openai.AsyncOpenAI if asynchronous else openai.OpenAI
     key = api_key(api_key_env, base_url, what)
     return cls(base_url=base_url, api_key=key, timeout=timeout, max_retries=max_retries)
+
+
+def message_text(message: Any) -> str | None:
+    """The text of a chat-completion message in the answer format, whether the server sent
+    the reasoning inside ``content`` or split it off into ``reasoning_content`` (vLLM and
+    SGLang with ``--reasoning-parser``, ``transformers serve``; ``reasoning`` on some): a
+    split-off reasoning is put back in a ``<think>`` block before the content.
+
+    Returns:
+        The text, or None when ``content`` is neither text nor absent.
+
+    Example:
+        >>> from types import SimpleNamespace as M
+        >>> message_text(M(content="<answer>3</answer>", reasoning_content="sharp"))
+        '<think>\\nsharp\\n</think>\\n<answer>3</answer>'
+    """
+    content = getattr(message, "content", None)
+    if content is not None and not isinstance(content, str):
+        return None
+    thought = getattr(message, "reasoning_content", None) or getattr(message, "reasoning", None)
+    if isinstance(thought, str) and thought.strip() and "<think" not in (content or ""):
+        return f"<think>\n{thought.strip()}\n</think>\n{content or ''}"
+    return content

@@ -267,6 +267,13 @@ def format_completion(reasoning: str, score: float) -> str:
 
 DIGITS: tuple[str, ...] = ("1", "2", "3", "4", "5")  # the score levels, as answer tokens
 
+# Why a completion has no expected score (the ``expected_score_reason`` of a result).
+NO_LOGPROBS = "no_logprobs"  # the backend or server gave no log-probabilities
+NO_ANSWER_POSITION = "no_answer_position"  # no <answer> tag, or nothing after it
+NOT_A_DIGIT = "not_a_digit"  # the token after the tag is not one of "1".."5"
+DIGITS_SPLIT = "digits_split"  # the tokenizer has no single token per digit
+NO_COMPLETION = "no_completion"  # the request or image failed: nothing to read
+
 
 def expected_from_logprobs(logprobs: Mapping[str, float]) -> float | None:
     """Expected score from log-probabilities (or logits) of tokens at the answer position.

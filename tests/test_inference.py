@@ -168,8 +168,11 @@ def test_sampled_answers_report_mean_std_and_every_sample():
     assert r.expected_score == pytest.approx(3.8)
     assert [s["error"] for s in r.samples] == [None, None, None, "no_answer"]
     assert r.error is None and set(r.to_dict()) == {
-        "score", "expected_score", "reasoning", "text", "error", "samples", "score_mean", "score_std"
+        "score", "expected_score", "reasoning", "text", "error", "samples", "score_mean",
+        "score_std", "expected_score_reason",
     }  # fmt: skip
+    assert r.expected_score_reason is None
+    assert [s["expected_score_reason"] for s in r.samples] == [None, None, None, "no_logprobs"]
 
 
 def test_when_no_sample_parses_the_most_common_reason_is_reported():
@@ -377,6 +380,29 @@ def test_openai_backend_parses_answers_and_reads_top_logprobs():
     r = Scorer("served", backend="openai", backend_impl=backend, batch_size=2).score(images())
     assert [x.score for x in r] == [4.2, 4.2, 4.2]
     assert r[0].expected_score == pytest.approx(3.5) and r[0].reasoning == "fine"
+
+
+def test_a_server_that_ignores_n_is_asked_again_and_no_logprobs_is_said():
+    """Servers such as `transformers serve` ignore `n` and `logprobs`: every sample is still
+    there (asked for again, with another seed), and the missing read-out has its reason."""
+    seeds = []
+
+    def one_choice(request):
+        body = json.loads(request.content)
+        seeds.append(body["seed"])
+        message = {"role": "assistant", "content": f"<answer>{2 + len(seeds) % 3}</answer>",
+                   "reasoning_content": "soft edges"}  # fmt: skip
+        choice = {"index": 0, "finish_reason": "stop", "message": message, "logprobs": None}
+        return httpx.Response(200, json={"id": "x", "object": "chat.completion", "created": 0,
+                                         "model": "m", "choices": [choice]})  # fmt: skip
+
+    backend = OpenAIBackend("served", client=openai_client(one_choice))
+    r = Scorer("served", backend_impl=backend, samples=3).score(images(((40, 40),)))[0]
+    assert len(r.samples) == 3 and len(seeds) == 3 and len(set(seeds)) == 3
+    assert r.score is not None and r.score_std is not None
+    assert r.expected_score is None and r.expected_score_reason == "no_logprobs"
+    assert r.reasoning == "soft edges"  # the server's reasoning_content, put back
+    assert all(s["text"].startswith("<think>\nsoft edges\n</think>") for s in r.samples)
 
 
 def test_openai_request_failures_are_reported_per_image():

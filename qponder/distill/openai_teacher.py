@@ -35,7 +35,7 @@ from qponder.distill.base import (
     TeacherReply,
     TeacherRequest,
 )
-from qponder.endpoints import openai_client
+from qponder.endpoints import message_text, openai_client
 
 logger = logging.getLogger(__name__)
 
@@ -95,25 +95,13 @@ class _Malformed(Exception):
     """A 200 answer that is not a usable chat completion."""
 
 
-def _message_text(message: Any) -> str | None:
-    """The reply text; reasoning that a server split off (vLLM/SGLang ``--reasoning-parser``
-    move ``<think>`` into ``reasoning_content``) is put back in a think block."""
-    content = getattr(message, "content", None)
-    if content is not None and not isinstance(content, str):
-        return None
-    thought = getattr(message, "reasoning_content", None) or getattr(message, "reasoning", None)
-    if isinstance(thought, str) and thought.strip() and "<think" not in (content or ""):
-        return f"<think>\n{thought.strip()}\n</think>\n{content or ''}"
-    return content
-
-
 def _replies(response: Any) -> list[TeacherReply]:
     choices = getattr(response, "choices", None)
     if not isinstance(choices, list) or not choices:
         raise _Malformed(f"no choices in the response ({str(response)[:80]!r})")
     replies = []
     for choice in choices:
-        text = _message_text(getattr(choice, "message", None))
+        text = message_text(getattr(choice, "message", None))
         if text is not None:
             replies.append(
                 TeacherReply(text=text, finish_reason=getattr(choice, "finish_reason", None))

@@ -139,6 +139,7 @@ def _prediction_row(name: str, sample: Any, result: Any) -> dict[str, Any]:
         "mos": sample.mos,
         "score": d["score"],
         "expected_score": d["expected_score"],
+        "expected_score_reason": d["expected_score_reason"],
         "reasoning": d["reasoning"],
         "error": d["error"],
         "text": d["text"],

@@ -27,10 +27,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from qponder.endpoints import openai_client
+from qponder.endpoints import message_text, openai_client
 from qponder.errors import MissingDependencyError, QponderError
 from qponder.parsing import (
     DIGITS,
+    DIGITS_SPLIT,
+    NO_ANSWER_POSITION,
+    NO_LOGPROBS,
+    NOT_A_DIGIT,
     REQUEST_FAILED,
     answer_piece_index,
     answer_token_index,
@@ -53,11 +57,15 @@ class Generation:
             or a backend without logits).
         error: A failure that produced no text (e.g. ``request_failed: ...``); None on
             success. Parse failures are not errors here: they are found by parsing ``text``.
+        expected_score_reason: Why ``expected_score`` is None (``no_logprobs``,
+            ``no_answer_position``, ``not_a_digit``, ``digits_split``; see
+            :mod:`qponder.parsing`); None when there is one.
     """
 
     text: str
     expected_score: float | None = None
     error: str | None = None
+    expected_score_reason: str | None = None
 
 
 def _prompt_text(processor: Any, instruction: str) -> str:
@@ -191,11 +199,14 @@ class HFBackend:
         from qponder.models.readout import expected_scores
 
         text = self._decode(ids)
-        expected = None
-        if digit_logits is not None:
-            j = answer_token_index(ids, self._decode)
-            if j is not None and ids[j] in self.digit_ids:
-                expected = expected_scores(digit_logits[j], list(range(len(self.digit_ids))))[0]
+        if digit_logits is None:
+            return Generation(text=text, expected_score_reason=DIGITS_SPLIT)
+        j = answer_token_index(ids, self._decode)
+        if j is None:
+            return Generation(text=text, expected_score_reason=NO_ANSWER_POSITION)
+        if ids[j] not in self.digit_ids:
+            return Generation(text=text, expected_score_reason=NOT_A_DIGIT)
+        expected = expected_scores(digit_logits[j], list(range(len(self.digit_ids))))[0]
         return Generation(text=text, expected_score=expected)
 
 
@@ -282,16 +293,18 @@ class VLLMBackend:
 
     def _generation(self, completion: Any) -> Generation:
         ids = list(completion.token_ids)
-        expected = None
-        if self.digit_ids and completion.logprobs:
-            j = answer_token_index(ids, self._decode)
-            if j is not None and ids[j] in self.digit_ids:
-                top = completion.logprobs[j]  # token id -> Logprob(logprob, rank, decoded_token)
-                by_digit = {
-                    str(k + 1): top[i].logprob for k, i in enumerate(self.digit_ids) if i in top
-                }
-                expected = expected_from_logprobs(by_digit)
-        return Generation(text=completion.text, expected_score=expected)
+        if not self.digit_ids:
+            return Generation(text=completion.text, expected_score_reason=DIGITS_SPLIT)
+        if not completion.logprobs:
+            return Generation(text=completion.text, expected_score_reason=NO_LOGPROBS)
+        j = answer_token_index(ids, self._decode)
+        if j is None:
+            return Generation(text=completion.text, expected_score_reason=NO_ANSWER_POSITION)
+        if ids[j] not in self.digit_ids:
+            return Generation(text=completion.text, expected_score_reason=NOT_A_DIGIT)
+        top = completion.logprobs[j]  # token id -> Logprob(logprob, rank, decoded_token)
+        by_digit = {str(k + 1): top[i].logprob for k, i in enumerate(self.digit_ids) if i in top}
+        return Generation(text=completion.text, expected_score=expected_from_logprobs(by_digit))
 
 
 # --------------------------------------------------------------------------- OpenAI-compatible
@@ -378,40 +391,53 @@ class OpenAIBackend:
             return list(pool.map(lambda im: self._one(im, n, temperature), images))
 
     def _one(self, image: Any, n: int, temperature: float) -> list[Generation]:
+        """``n`` completions for one image. A server that ignores ``n`` (answers with one
+        choice) is asked again, with another seed, until there are ``n`` (at most ``n``
+        requests)."""
         import openai
 
         content = [
             {"type": "image_url", "image_url": {"url": encode_png(image, self.max_pixels)}},
             {"type": "text", "text": self.instruction},
         ]
-        try:
-            resp = self.client.chat.completions.create(
-                model=self.model,
-                messages=[{"role": "user", "content": content}],
-                max_tokens=self.max_new_tokens,
-                temperature=0.0 if n == 1 else temperature,
-                top_p=1.0,
-                n=n,
-                seed=self.seed,
-                logprobs=True,
-                top_logprobs=TOP_LOGPROBS,
-            )
-        except openai.OpenAIError as exc:
-            return [Generation(text="", error=f"{REQUEST_FAILED}: {type(exc).__name__}: {exc}")] * n
-        gens = [self._generation(c) for c in resp.choices]
-        return gens + [Generation(text="", error=f"{REQUEST_FAILED}: fewer choices than asked")] * (
-            n - len(gens)
-        )
+        gens: list[Generation] = []
+        for _ in range(n):
+            missing = n - len(gens)
+            try:
+                resp = self.client.chat.completions.create(
+                    model=self.model,
+                    messages=[{"role": "user", "content": content}],
+                    max_tokens=self.max_new_tokens,
+                    temperature=0.0 if n == 1 else temperature,
+                    top_p=1.0,
+                    n=missing,
+                    seed=self.seed + len(gens),  # a repeated request must not repeat samples
+                    logprobs=True,
+                    top_logprobs=TOP_LOGPROBS,
+                )
+            except openai.OpenAIError as exc:
+                failed = f"{REQUEST_FAILED}: {type(exc).__name__}: {exc}"
+                return gens + [Generation(text="", error=failed)] * missing
+            got = [self._generation(c) for c in (resp.choices or [])[:missing]]
+            if not got:
+                failed = f"{REQUEST_FAILED}: the server answered with no choices"
+                return gens + [Generation(text="", error=failed)] * missing
+            gens += got
+            if len(gens) == n:
+                break
+        return gens
 
     @staticmethod
     def _generation(choice: Any) -> Generation:
-        text = choice.message.content or ""
+        text = message_text(choice.message) or ""
         tokens = getattr(getattr(choice, "logprobs", None), "content", None)
-        expected = None
-        if tokens:
-            j = answer_piece_index([t.token for t in tokens])
-            if j is not None and tokens[j].token.strip() in DIGITS:
-                cands = {t.token: t.logprob for t in (tokens[j].top_logprobs or [])}
-                cands.setdefault(tokens[j].token, tokens[j].logprob)
-                expected = expected_from_logprobs(cands)
-        return Generation(text=text, expected_score=expected)
+        if not tokens:
+            return Generation(text=text, expected_score_reason=NO_LOGPROBS)
+        j = answer_piece_index([t.token for t in tokens])
+        if j is None:
+            return Generation(text=text, expected_score_reason=NO_ANSWER_POSITION)
+        if tokens[j].token.strip() not in DIGITS:
+            return Generation(text=text, expected_score_reason=NOT_A_DIGIT)
+        cands = {t.token: t.logprob for t in (tokens[j].top_logprobs or [])}
+        cands.setdefault(tokens[j].token, tokens[j].logprob)
+        return Generation(text=text, expected_score=expected_from_logprobs(cands))

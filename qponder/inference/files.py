@@ -85,6 +85,7 @@ def _row(path: str, result: Any, kind: str) -> dict[str, Any]:
             row["samples"] = d["samples"]
     if kind == "jsonl":
         row["text"] = d["text"]
+        row["expected_score_reason"] = d["expected_score_reason"]
     return row
 
 

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from qponder.config import BACKENDS, EvalConfig, ModelConfig
 from qponder.errors import BadImageError, QponderError
 from qponder.inference.backends import Generation, HFBackend, OpenAIBackend, VLLMBackend
-from qponder.parsing import parse_completion
+from qponder.parsing import NO_COMPLETION, NO_LOGPROBS, parse_completion
 from qponder.prompts import STUDENT_INSTRUCTION
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,9 @@ class ScoreResult:
         score_mean: Mean of the parsed scores (equal to ``score``).
         score_std: Population std of the parsed sampled scores; None for greedy scoring or
             fewer than two parsed samples.
+        expected_score_reason: Why ``expected_score`` is None (``no_logprobs``,
+            ``no_answer_position``, ``not_a_digit``, ``digits_split``, ``no_completion``),
+            never silently; None when there is an expected score.
     """
 
     score: float | None
@@ -57,6 +60,7 @@ class ScoreResult:
     samples: list[dict[str, Any]] = field(default_factory=list)
     score_mean: float | None = None
     score_std: float | None = None
+    expected_score_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, in the documented field order."""
@@ -69,12 +73,13 @@ class ScoreResult:
             "samples": self.samples,
             "score_mean": self.score_mean,
             "score_std": self.score_std,
+            "expected_score_reason": self.expected_score_reason,
         }
 
     @classmethod
     def failed(cls, error: str) -> ScoreResult:
         """A result with no completion at all (bad image, failed request)."""
-        return cls(score=None, error=error)
+        return cls(score=None, error=error, expected_score_reason=NO_COMPLETION)
 
 
 def _one(gen: Generation) -> dict[str, Any]:
@@ -85,6 +90,7 @@ def _one(gen: Generation) -> dict[str, Any]:
             "reasoning": "",
             "text": gen.text,
             "error": gen.error,
+            "expected_score_reason": NO_COMPLETION,
         }
     p = parse_completion(gen.text)
     return {
@@ -93,7 +99,9 @@ def _one(gen: Generation) -> dict[str, Any]:
         "reasoning": p.reasoning,
         "text": gen.text,
         "error": p.error,
-    }
+        "expected_score_reason": None if gen.expected_score is not None else (
+            gen.expected_score_reason or NO_LOGPROBS),
+    }  # fmt: skip
 
 
 def result_from_generations(gens: Sequence[Generation], sampled: bool) -> ScoreResult:
@@ -120,6 +128,7 @@ def result_from_generations(gens: Sequence[Generation], sampled: bool) -> ScoreR
             text=p["text"],
             error=p["error"],
             score_mean=p["score"],
+            expected_score_reason=p["expected_score_reason"],
         )
     scores = [p["score"] for p in parts if p["score"] is not None]
     expected = [p["expected_score"] for p in parts if p["expected_score"] is not None]
@@ -135,6 +144,7 @@ def result_from_generations(gens: Sequence[Generation], sampled: bool) -> ScoreR
         samples=parts,
         score_mean=mean,
         score_std=statistics.pstdev(scores) if len(scores) >= 2 else None,
+        expected_score_reason=None if expected else parts[0]["expected_score_reason"],
     )
 
 
