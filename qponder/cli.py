@@ -296,6 +296,18 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
         help="process again the images rejected with teacher_error by an earlier run",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    batch = p.add_mutually_exclusive_group()
+    batch.add_argument(
+        "--export-batch",
+        metavar="REQUESTS.jsonl",
+        help="write the teacher requests of the pending images as an OpenAI Batch input file "
+        "(for vllm run-batch or a hosted batch API) instead of calling the teacher; needs --model",
+    )
+    batch.add_argument(
+        "--import-batch",
+        metavar="RESULTS.jsonl",
+        help="judge a Batch output file's replies into --out, as a live run would; needs --model",
+    )
     p.set_defaults(func=_cmd_distill)
 
 
@@ -313,6 +325,8 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         "mode",
     )
     recipe = _load_recipe(args, {f"distill.{k}": getattr(args, k) for k in keys})
+    if args.export_batch or args.import_batch:
+        return _distill_batch(args, recipe)
     if recipe.distill.base_url and recipe.distill.teacher != "openai":
         raise CLIError(
             f"distill.base_url: an endpoint needs --teacher openai (the teacher is "
@@ -331,6 +345,19 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("qponder distill: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _distill_batch(args: argparse.Namespace, recipe: object) -> int:
+    from qponder.distill.batch import export_batch, import_batch
+
+    common = {"split": args.split, "out": args.out, "limit": args.limit}
+    if args.export_batch:
+        report = export_batch(recipe, args.dataset, args.export_batch, **common,
+                              retry_errors=args.retry_errors)  # fmt: skip
+    else:
+        report = import_batch(recipe, args.dataset, args.import_batch, **common)
     print(json.dumps(report, indent=2))
     return 0
 

@@ -91,11 +91,30 @@ def retry_after_seconds(headers: Any) -> float | None:
     return None
 
 
-class _Malformed(Exception):
+class _Malformed(ValueError):
     """A 200 answer that is not a usable chat completion."""
 
 
-def _replies(response: Any) -> list[TeacherReply]:
+def chat_messages(system: str, prompt: str, image_url: str) -> list[dict[str, Any]]:
+    """The teacher's chat: the system message, then the image and the prompt."""
+    return [
+        {"role": "system", "content": system},
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": image_url}},
+                {"type": "text", "text": prompt},
+            ],
+        },
+    ]
+
+
+def replies_from_response(response: Any) -> list[TeacherReply]:
+    """The text replies of a chat completion (its choices).
+
+    Raises:
+        ValueError: The response has no choice with text content.
+    """
     choices = getattr(response, "choices", None)
     if not isinstance(choices, list) or not choices:
         raise _Malformed(f"no choices in the response ({str(response)[:80]!r})")
@@ -190,16 +209,7 @@ class OpenAITeacher(Teacher):
     async def generate(self, request: TeacherRequest) -> list[TeacherReply]:
         """Return ``request.n`` replies; servers that ignore ``n`` are asked again."""
         url = await asyncio.to_thread(encode_image, request.image, self.max_side)
-        messages = [
-            {"role": "system", "content": request.system},
-            {
-                "role": "user",
-                "content": [
-                    {"type": "image_url", "image_url": {"url": url}},
-                    {"type": "text", "text": request.prompt},
-                ],
-            },
-        ]
+        messages = chat_messages(request.system, request.prompt, url)
         replies: list[TeacherReply] = []
         for _ in range(request.n):  # at most n calls, even if each returns one choice
             replies += await self._create(messages, request.n - len(replies), request.sample)
@@ -225,7 +235,7 @@ class OpenAITeacher(Teacher):
                         ),
                         timeout=self.timeout,
                     )
-                return _replies(response)
+                return replies_from_response(response)
             except Exception as exc:  # noqa: BLE001 - classified below; bugs re-raised
                 kind, retry_after, message = self._classify(exc)
             if attempt == self.max_retries:

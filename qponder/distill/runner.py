@@ -25,7 +25,8 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,8 +146,8 @@ def _correlations(pred: Sequence[float], mos: Sequence[float]) -> dict[str, Any]
     return out
 
 
-class _Tally:
-    """What the files hold, updated as records are appended."""
+class Tally:
+    """What the journals hold, updated as records are appended."""
 
     def __init__(self) -> None:
         self.kept = 0
@@ -188,7 +189,7 @@ class _Run:
     """One distillation: state shared by the workers (all on one event loop)."""
 
     def __init__(
-        self, recipe: Recipe, prompts: PromptSet, kept: Journal, rejected: Journal, tally: _Tally
+        self, recipe: Recipe, prompts: PromptSet, kept: Journal, rejected: Journal, tally: Tally
     ) -> None:
         self.recipe = recipe
         self.cfg = recipe.distill
@@ -220,9 +221,11 @@ class _Run:
         self.teacher = build_teacher(self.recipe)
         try:
             await self.teacher.start()
-            settings = _settings(self.recipe, self.teacher, self.prompts, dataset, split, root)
+            settings = run_settings(
+                self.recipe, self.teacher.name, self.prompts, dataset, split, root
+            )
             if resuming:
-                _check_resume(paths, settings)
+                check_settings(paths, settings)
             report["settings"] = settings
             write_json_atomic(paths.report, report)
             self.started = time.monotonic()
@@ -357,12 +360,13 @@ class _Run:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _settings(
-    recipe: Recipe, teacher: Teacher, prompts: PromptSet, dataset: str, split: Any, root: Any
+def run_settings(
+    recipe: Recipe, teacher: str, prompts: PromptSet, dataset: str, split: Any, root: Any
 ) -> dict:
+    """The settings a distillation output is made with (recorded in its report)."""
     cfg = recipe.distill
     return {
-        "teacher": teacher.name,
+        "teacher": teacher,
         "mode": cfg.mode,
         "tolerance": cfg.tolerance,
         "samples": cfg.samples,
@@ -376,7 +380,7 @@ def _settings(
     }
 
 
-def _check_resume(paths: OutputPaths, settings: dict[str, Any]) -> None:
+def check_settings(paths: OutputPaths, settings: dict[str, Any]) -> None:
     """Refuse to mix records made with different settings (or images) in one file."""
     if not paths.report.exists():
         return
@@ -396,7 +400,8 @@ def dataset_root(dataset: Any) -> str | None:
     return os.path.realpath(path) if path else None
 
 
-def _load_samples(dataset: Any, split: str | None, limit: int | None) -> tuple[str, list[Any]]:
+def load_samples(dataset: Any, split: str | None, limit: int | None) -> tuple[str, list[Any]]:
+    """The dataset's name and samples (``limit`` applied); ids must be unique."""
     if isinstance(dataset, (str, os.PathLike)):
         from qponder.data import load_dataset
 
@@ -445,22 +450,9 @@ def run_distillation(
         ConfigError: The existing files were made with other settings.
     """
     prompts = load_prompts(recipe.prompts)
-    name, samples = _load_samples(dataset, split, limit)
-    paths = OutputPaths.for_out(out)
-    kept, rejected = Journal(paths.kept), Journal(paths.rejected)
-    kept.open(lock=True)  # before reading, so that two runs cannot both start
-    try:
-        kept_records, rejected_records = kept.recover(), rejected.recover()
-        if retry_errors:
-            rejected_records = [r for r in rejected_records if r.get("reason") != TEACHER_ERROR]
-            rejected.rewrite(rejected_records)
-        rejected.open()
-        tally = _Tally()
-        for r in kept_records:
-            tally.add(r, True)
-        for r in rejected_records:
-            tally.add(r, False)
-        done = {str(r["id"]) for r in kept_records} | {str(r["id"]) for r in rejected_records}
+    name, samples = load_samples(dataset, split, limit)
+    with open_outputs(out, retry_errors) as outputs:
+        paths, tally, done = outputs.paths, outputs.tally, outputs.done
         pending = [s for s in samples if str(s.id) not in done]
         report: dict[str, Any] = {
             "status": "running",
@@ -469,7 +461,7 @@ def run_distillation(
             "total": len(samples),
             "already_done": len(samples) - len(pending),
         }
-        run = _Run(recipe, prompts, kept, rejected, tally)
+        run = _Run(recipe, prompts, outputs.kept, outputs.rejected, tally)
         status = "interrupted"
         try:
             asyncio.run(
@@ -496,9 +488,49 @@ def run_distillation(
                 report["this_run"] = this_run
                 write_json_atomic(paths.report, report)
         return report
+
+
+@dataclass
+class Outputs:
+    """The open journals of one distillation output, and what they already hold."""
+
+    paths: OutputPaths
+    kept: Journal
+    rejected: Journal
+    tally: Tally
+    done: set[str]
+
+    def commit(self, record: dict[str, Any], kept: bool) -> None:
+        """Append one record durably to its journal and count it."""
+        (self.kept if kept else self.rejected).append(record)
+        self.tally.add(record, kept)
+        self.done.add(str(record["id"]))
+
+
+@contextmanager
+def open_outputs(out: str | os.PathLike, retry_errors: bool = False) -> Iterator[Outputs]:
+    """Lock and recover the journals of ``out`` for one run (live or batch): a torn last
+    line is cut, ``teacher_error`` rejects are dropped with ``retry_errors``, and a second
+    run on the same output fails at once."""
+    paths = OutputPaths.for_out(out)
+    kept, rejected = Journal(paths.kept), Journal(paths.rejected)
+    kept.open(lock=True)  # before reading, so that two runs cannot both start
+    try:
+        kept_records, rejected_records = kept.recover(), rejected.recover()
+        if retry_errors:
+            rejected_records = [r for r in rejected_records if r.get("reason") != TEACHER_ERROR]
+            rejected.rewrite(rejected_records)
+        rejected.open()
+        tally = Tally()
+        for r in kept_records:
+            tally.add(r, True)
+        for r in rejected_records:
+            tally.add(r, False)
+        done = {str(r["id"]) for r in kept_records + rejected_records}
+        yield Outputs(paths, kept, rejected, tally, done)
     finally:
         kept.close()
         rejected.close()
 
 
-__all__ = ["OutputPaths", "build_teacher", "run_distillation"]
+__all__ = ["OutputPaths", "build_teacher", "run_distillation"]  # and the helpers batch.py shares
