@@ -202,6 +202,28 @@ def run_directory(recipe: Recipe, out: str | os.PathLike) -> Iterator[Path]:
         yield out
 
 
+def finish_training(
+    trainer: Any,
+    recipe: Recipe,
+    validation_cfg: Any,
+    out: Path,
+    instruction: str | None,
+    merged_adapter: bool,
+) -> Path:
+    """What every training stage does once its trainer is built: attach validation,
+    resume from the newest complete checkpoint, train, and write ``RUN/final``."""
+    from qponder.train.callbacks import build_validation
+
+    validation = build_validation(validation_cfg, out, instruction, recipe.seed)
+    if validation is not None:
+        validation.attach(trainer)
+    resume = last_checkpoint(out)
+    if resume:
+        logger.info("resuming from %s", resume)
+    trainer.train(resume_from_checkpoint=resume)
+    return save_final(trainer, out, recipe.model, force_merge=merged_adapter)
+
+
 def save_final(trainer: Any, out: Path, model_cfg: ModelConfig, force_merge: bool = False) -> Path:
     """Write ``RUN/final``: a standard checkpoint with its processor.
 

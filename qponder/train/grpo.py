@@ -17,15 +17,14 @@ from typing import Any
 
 from qponder.config import Recipe
 from qponder.errors import DatasetError, MissingDependencyError
-from qponder.train.callbacks import METRICS_FILE, MetricsJsonlCallback, build_validation
+from qponder.train.callbacks import METRICS_FILE, MetricsJsonlCallback
 from qponder.train.common import (
+    finish_training,
     image_dataset,
-    last_checkpoint,
     load_policy,
     lora_config,
     require_model,
     run_directory,
-    save_final,
     trl_args,
 )
 
@@ -133,14 +132,9 @@ def train(
                 *(callbacks or []),
             ],
         )
-        validation = build_validation(recipe.grpo.validation, out, instruction, recipe.seed)
-        if validation is not None:
-            validation.attach(trainer)
-        resume = last_checkpoint(out)
-        if resume:
-            logger.info("resuming from %s", resume)
-        trainer.train(resume_from_checkpoint=resume)
-        return save_final(trainer, out, recipe.model, force_merge=merged_adapter)
+        return finish_training(
+            trainer, recipe, recipe.grpo.validation, out, instruction, merged_adapter
+        )
 
 
 def run(

@@ -18,16 +18,14 @@ from qponder.errors import DatasetError
 from qponder.train.callbacks import (
     METRICS_FILE,
     MetricsJsonlCallback,
-    build_validation,
 )
 from qponder.train.common import (
+    finish_training,
     image_dataset,
-    last_checkpoint,
     load_policy,
     lora_config,
     require_model,
     run_directory,
-    save_final,
     trl_args,
 )
 
@@ -164,11 +162,6 @@ def run(
             ],
         )
         instruction = train[0]["prompt"][0]["content"][-1]["text"]
-        validation = build_validation(recipe.sft.validation, out, instruction, recipe.seed)
-        if validation is not None:
-            validation.attach(trainer)
-        resume = last_checkpoint(out)
-        if resume:
-            logger.info("resuming from %s", resume)
-        trainer.train(resume_from_checkpoint=resume)
-        return save_final(trainer, out, recipe.model, force_merge=merged_adapter)
+        return finish_training(
+            trainer, recipe, recipe.sft.validation, out, instruction, merged_adapter
+        )
