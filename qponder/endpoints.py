@@ -82,3 +82,28 @@ def message_text(message: Any) -> str | None:
     if isinstance(thought, str) and thought.strip() and "<think" not in (content or ""):
         return f"<think>\n{thought.strip()}\n</think>\n{content or ''}"
     return content
+
+
+def error_text(exc: BaseException, limit: int = 300) -> str:
+    """One line saying why a request failed, with the server's own reason.
+
+    The openai SDK puts only an OpenAI-style ``{"error": {"message": ...}}`` into the text
+    of an ``APIStatusError``; the ``{"detail": ...}`` of a FastAPI server such as
+    ``transformers serve`` is kept in ``exc.body`` only, and the text reads ``Error code:
+    400`` alone. This adds that detail (cut to ``limit`` characters).
+
+    Example:
+        >>> class Refused(Exception):
+        ...     body = {"detail": "Server is pinned to 'a'; requested 'b'."}
+        >>> error_text(Refused("Error code: 400"))
+        "Error code: 400 - Server is pinned to 'a'; requested 'b'."
+    """
+    text = str(exc)
+    body = getattr(exc, "body", None)
+    detail = body.get("detail", body.get("message")) if isinstance(body, dict) else body
+    if detail is not None and not isinstance(detail, str):
+        detail = str(detail)
+    if detail and detail.strip() and detail.strip() not in text:
+        text = f"{text} - {detail.strip()}"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -99,3 +99,103 @@ def test_build_judge_passes_the_instruction_to_an_openai_judge(monkeypatch):
     cfg = SimpleNamespace(judge="openai", base_url="http://127.0.0.1:1/v1", model="m")
     judge = build_judge(cfg, "unused", instruction="Recipe instruction.")
     assert isinstance(judge, OpenAIJudge) and judge.instruction == "Recipe instruction."
+
+
+# --------------------------------------------------------------------------- unsupported endpoints
+
+
+def _status_error(status: int, body: dict):
+    """The error the openai SDK raises for a JSON answer ``body`` with ``status``: only an
+    OpenAI-style ``{"error": {"message": ...}}`` makes it into the text."""
+    import httpx
+    import openai
+
+    request = httpx.Request("POST", "http://127.0.0.1:1/v1/chat/completions")
+    response = httpx.Response(status, request=request, json=body)
+    cls = {400: openai.BadRequestError, 422: openai.UnprocessableEntityError}[status]
+    data = body.get("error", body)
+    message = data.get("message") if isinstance(data, dict) else None
+    text = f"Error code: {status}" + (f" - {message}" if message else "")
+    return cls(text, response=response, body=data)
+
+
+class _ScriptedCompletions:
+    """Answers each request with the next item of ``script``: an exception is raised, a
+    completion is returned."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.requests: list[dict] = []
+
+    def create(self, **kwargs):
+        self.requests.append(kwargs)
+        item = self.script.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+def _client(*script):
+    return SimpleNamespace(chat=SimpleNamespace(completions=_ScriptedCompletions(script)))
+
+
+def _with_logprobs():
+    top = [SimpleNamespace(token="3", logprob=0.0)]
+    return SimpleNamespace(
+        choices=[
+            SimpleNamespace(logprobs=SimpleNamespace(content=[SimpleNamespace(top_logprobs=top)]))
+        ]
+    )
+
+
+def _without_logprobs():
+    message = SimpleNamespace(content="4", reasoning_content=None)
+    return SimpleNamespace(choices=[SimpleNamespace(message=message, logprobs=None)])
+
+
+def test_openai_judge_refused_continue_final_message_is_one_clear_error():
+    from qponder.errors import QponderError
+    from qponder.models.judge import JudgeEndpointError
+
+    # the answer of transformers serve 5.x to the judge's request
+    detail = "Unexpected fields in the request: {'continue_final_message', 'add_generation_prompt'}"
+    client = _client(_status_error(422, {"detail": detail}))
+    judge = OpenAIJudge("http://127.0.0.1:8123/v1", "tiny", client=client)
+    with pytest.raises(JudgeEndpointError) as info:
+        judge.implied_scores(["Sharp and clean."])
+    msg = str(info.value)
+    assert isinstance(info.value, QponderError) and "\n" not in msg
+    assert "http://127.0.0.1:8123/v1" in msg and "'tiny'" in msg
+    assert "refused continue_final_message (HTTP 422" in msg and "vLLM" in msg
+
+
+def test_openai_judge_other_refusals_on_the_first_call_name_the_status():
+    from qponder.models.judge import JudgeEndpointError
+
+    client = _client(_status_error(400, {"error": {"message": "unknown model 'tiny'"}}))
+    judge = OpenAIJudge("http://127.0.0.1:8123/v1", "tiny", client=client)
+    with pytest.raises(
+        JudgeEndpointError, match=r"refused the judge request \(HTTP 400: .*unknown model"
+    ):
+        judge.implied_scores(["Sharp."])
+
+
+def test_openai_judge_without_logprobs_fails_instead_of_scoring_none():
+    from qponder.models.judge import JudgeEndpointError
+
+    judge = OpenAIJudge("http://127.0.0.1:8123/v1", "tiny", client=_client(_without_logprobs()))
+    with pytest.raises(JudgeEndpointError, match="returns no log-probabilities.*vLLM"):
+        judge.implied_scores(["Sharp."])
+    assert judge.stats.calls == 0  # nothing was counted as judged
+
+
+def test_openai_judge_keeps_going_once_the_endpoint_has_proved_itself(caplog):
+    import openai
+
+    later_refusal = _status_error(400, {"error": {"message": "prompt too long"}})
+    client = _client(_with_logprobs(), _without_logprobs(), later_refusal)
+    judge = OpenAIJudge("http://127.0.0.1:8123/v1", "tiny", client=client)
+    assert judge.implied_scores(["Sharp.", "Soft."]) == [pytest.approx(3.0), None]
+    assert "without log-probabilities" in caplog.text
+    with pytest.raises(openai.BadRequestError):  # a real error of one request, not a setup one
+        judge.implied_scores(["x" * 100])

@@ -35,7 +35,7 @@ from qponder.distill.base import (
     TeacherReply,
     TeacherRequest,
 )
-from qponder.endpoints import message_text, openai_client
+from qponder.endpoints import error_text, message_text, openai_client
 
 logger = logging.getLogger(__name__)
 
@@ -266,7 +266,7 @@ class OpenAITeacher(Teacher):
             return "timeout", None, f"no answer within {self.timeout:g}s"
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
-            detail = f"HTTP {status}: {str(exc.message)[:200]}"
+            detail = f"HTTP {status}: {error_text(exc, limit=200)}"
             if status in (401, 403, 404):
                 raise TeacherFatalError(
                     f"teacher endpoint {self._base_url} (model {self.model!r}) answered {detail}"

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from qponder.endpoints import message_text, openai_client
+from qponder.endpoints import error_text, message_text, openai_client
 from qponder.errors import MissingDependencyError, QponderError
 from qponder.parsing import (
     DIGITS,
@@ -416,7 +416,7 @@ class OpenAIBackend:
                     top_logprobs=TOP_LOGPROBS,
                 )
             except openai.OpenAIError as exc:
-                failed = f"{REQUEST_FAILED}: {type(exc).__name__}: {exc}"
+                failed = f"{REQUEST_FAILED}: {type(exc).__name__}: {error_text(exc)}"
                 return gens + [Generation(text="", error=failed)] * missing
             got = [self._generation(c) for c in (resp.choices or [])[:missing]]
             if not got:

@@ -12,14 +12,18 @@ uses them, :class:`qponder.rewards.ConsistencyReward`, only needs ``implied_scor
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from qponder.endpoints import openai_client
+from qponder.endpoints import error_text, openai_client
+from qponder.errors import QponderError
 from qponder.parsing import expected_from_logprobs
 from qponder.prompts import STUDENT_INSTRUCTION, student_messages
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -128,12 +132,23 @@ class HFJudge(Judge):
         return out
 
 
+class JudgeEndpointError(QponderError):
+    """An endpoint that cannot serve as the ``openai`` consistency judge: it refuses to
+    continue a prefilled assistant turn, or returns no log-probabilities. Raised by the
+    first call, so that the consistency reward never goes silently to zero."""
+
+
 class OpenAIJudge(Judge):
     """A judge behind an OpenAI-compatible endpoint that continues a prefilled assistant turn
     (vLLM's ``continue_final_message``) and returns top log-probabilities of one token.
 
     The implied score is the expectation over "1".."5" among the returned top tokens,
     renormalised; ``None`` when none of them is a digit.
+
+    An endpoint that cannot do this (``transformers serve``, for one) is refused by the
+    first call with a :class:`JudgeEndpointError` naming it and what it lacks: an HTTP
+    400/422 answer to the request (``continue_final_message`` refused), or an answer without
+    log-probabilities.
 
     Args:
         base_url: The endpoint.
@@ -157,26 +172,61 @@ class OpenAIJudge(Judge):
         self.client = client or openai_client(
             base_url, api_key_env=api_key_env, what="grpo.consistency.judge=openai"
         )
+        self.base_url = base_url or str(getattr(self.client, "base_url", "api.openai.com"))
         self.model = model
         self.top_logprobs = top_logprobs
+        self._verified = False  # an answer with log-probabilities has come back
+
+    def _unsupported(self, what: str) -> JudgeEndpointError:
+        return JudgeEndpointError(
+            f"grpo.consistency.judge=openai: {self.base_url} (model {self.model!r}) {what}; "
+            "the openai judge continues a prefilled assistant turn (continue_final_message) "
+            "and reads the log-probabilities of the next token, which needs a server such as "
+            "vLLM (vllm serve MODEL); or use judge: policy or a local judge path"
+        )
 
     def _one(self, reasoning: str) -> float | None:
-        resp = self.client.chat.completions.create(
-            model=self.model,
-            messages=[
-                {"role": "user", "content": self.instruction},
-                {"role": "assistant", "content": judge_prompt_suffix(reasoning)},
-            ],
-            max_tokens=1,
-            temperature=0.0,
-            logprobs=True,
-            top_logprobs=self.top_logprobs,
-            extra_body={"continue_final_message": True, "add_generation_prompt": False},
-        )
-        content = resp.choices[0].logprobs.content if resp.choices[0].logprobs else None
+        import openai
+
+        try:
+            resp = self.client.chat.completions.create(
+                model=self.model,
+                messages=[
+                    {"role": "user", "content": self.instruction},
+                    {"role": "assistant", "content": judge_prompt_suffix(reasoning)},
+                ],
+                max_tokens=1,
+                temperature=0.0,
+                logprobs=True,
+                top_logprobs=self.top_logprobs,
+                extra_body={"continue_final_message": True, "add_generation_prompt": False},
+            )
+        except openai.APIStatusError as exc:
+            if self._verified or exc.status_code not in (400, 422):
+                raise
+            prefix = f"Error code: {exc.status_code}"  # the SDK's; the status is said below
+            detail = error_text(exc, limit=200).removeprefix(prefix).lstrip(" -") or "no detail"
+            refused = (
+                "continue_final_message"
+                if "continue_final_message" in detail or "add_generation_prompt" in detail
+                else "the judge request"
+            )
+            raise self._unsupported(
+                f"refused {refused} (HTTP {exc.status_code}: {detail})"
+            ) from exc
+        choices = getattr(resp, "choices", None) or []
+        logprobs = getattr(choices[0], "logprobs", None) if choices else None
+        content = getattr(logprobs, "content", None)
         if not content:
+            if not self._verified:
+                raise self._unsupported("returns no log-probabilities")
+            logger.warning(
+                "the openai judge at %s answered without log-probabilities", self.base_url
+            )
             return None
-        return expected_from_logprobs({t.token: t.logprob for t in content[0].top_logprobs})
+        self._verified = True
+        top = content[0].top_logprobs or []
+        return expected_from_logprobs({t.token: t.logprob for t in top})
 
     def _implied_scores(self, reasonings: list[str]) -> list[float | None]:
         return [self._one(r) for r in reasonings]
