@@ -199,3 +199,11 @@ def test_openai_judge_keeps_going_once_the_endpoint_has_proved_itself(caplog):
     assert "without log-probabilities" in caplog.text
     with pytest.raises(openai.BadRequestError):  # a real error of one request, not a setup one
         judge.implied_scores(["x" * 100])
+
+
+def test_check_fails_before_training_on_an_unusable_endpoint():
+    from qponder.models.judge import JudgeEndpointError
+
+    judge = OpenAIJudge("http://127.0.0.1:1/v1", "m", client=_client(_without_logprobs()))
+    with pytest.raises(JudgeEndpointError, match="returns no log-probabilities"):
+        judge.check()

@@ -98,6 +98,15 @@ def test_every_parse_failure_reason_of_the_parser_counts_as_a_parse_failure():
     assert set(s["parse_failure_reasons"]) <= PARSE_FAILURES
 
 
+def test_the_reasons_for_missing_expected_scores_are_counted():
+    rows = make_rows("koniq", 6, seed=0)
+    for i, r in enumerate(rows[:4]):
+        r["expected_score"] = None
+        r["expected_score_reason"] = "no_logprobs" if i < 3 else "not_a_digit"
+    s = summarize_dataset(rows, n_resamples=0)
+    assert s["expected_score_missing"] == {"no_logprobs": 3, "not_a_digit": 1}
+
+
 def test_report_table_has_datasets_as_columns_and_plcc_srcc_failure_rows():
     rows = make_rows("koniq", 30, 2) + make_rows("live-wild", 25, 3, errors={4: "no_number"})
     summary = summarize(rows, n_resamples=0)

@@ -62,7 +62,8 @@ def summarize_dataset(
         parse_failures, parse_failure_reasons, other_errors, fit, expected_score}``.
         ``n`` counts every image, ``n_scored`` those with a valid score (the ones the
         metrics use); ``expected_score`` holds SRCC/PLCC of the logit read-out (or None
-        when no row has one). With no valid score every metric is None.
+        when no row has one) and ``expected_score_missing`` counts the rows without one by
+        their ``expected_score_reason``. With no valid score every metric is None.
     """
     reasons = Counter(r.get("error") for r in rows if r.get("score") is None)
     parse = {k: v for k, v in sorted(reasons.items()) if k in PARSE_FAILURES}
@@ -91,6 +92,13 @@ def summarize_dataset(
         summary["expected_score"] = {"n": e["n"], "srcc": e["srcc"], "plcc": e["plcc"]}
     else:
         summary["expected_score"] = None
+    # why the read-out is missing, image by image (e.g. a server without logprobs)
+    missing = Counter(
+        r.get("expected_score_reason") or "unknown"
+        for r in rows
+        if r.get("expected_score") is None
+    )
+    summary["expected_score_missing"] = dict(sorted(missing.items()))
     return summary
 
 

@@ -69,6 +69,11 @@ class Judge:
     def _implied_scores(self, reasonings: list[str]) -> list[float | None]:  # pragma: no cover
         raise NotImplementedError
 
+    def check(self) -> None:
+        """Read one sentence, so that a judge that cannot work fails before training starts
+        (an endpoint without log-probabilities, say) rather than at the first reward step."""
+        self.implied_scores(["The image is sharp and clean."])
+
 
 class HFJudge(Judge):
     """A frozen transformers model as judge, read out in one forward pass per batch.

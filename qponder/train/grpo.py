@@ -115,6 +115,7 @@ def train(
         if judge is None and needs_judge(recipe.grpo.rewards):
             cfg = recipe.grpo.consistency
             judge = build_judge(cfg, policy_path, recipe.model, instruction=instruction)
+            judge.check()  # an unusable judge fails now, before the policy loads
         reward_funcs, weights = build_reward_functions(recipe.grpo, judge)
         # the TRL config first: under DeepSpeed ZeRO-3 it makes from_pretrained load sharded;
         # the weights come from grpo.rewards alone (config refuses grpo.trl.reward_weights)
