@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from checkpoint_checks import assert_stock_loadable
 from PIL import Image
 from transformers import TrainerCallback
 
@@ -164,6 +165,7 @@ def test_resume_after_an_interruption(tmp_path, tiny):
     steps = [r["step"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
     assert steps == [1, 2, 3, 4]
     assert (out / "final" / "model.safetensors").is_file()
+    assert_stock_loadable(out / "final")
 
 
 @pytest.mark.slow

@@ -232,3 +232,9 @@ def test_folders_that_are_not_checkpoints_are_one_error_naming_the_path(tmp_path
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a killed save
     with pytest.raises(QponderError, match=r"torn: a weight file is damaged or cut short"):
         load_model(torn)
+
+
+def test_the_tiny_checkpoint_carries_what_stock_loaders_need(tiny):
+    from checkpoint_checks import assert_stock_loadable
+
+    assert_stock_loadable(tiny)

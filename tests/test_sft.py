@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from checkpoint_checks import assert_stock_loadable
 from PIL import Image
 from transformers import TrainerCallback
 
@@ -166,6 +167,7 @@ def test_cli_sft_loss_falls_and_final_loads_anywhere(tmp_path, tiny):
     assert list((out / "runs").rglob("events.out.tfevents*")), "no TensorBoard logs"
     model, processor = load_model(out / "final")
     assert processor.image_processor is not None
+    assert_stock_loadable(out / "final")
     from transformers import AutoModelForImageTextToText
 
     AutoModelForImageTextToText.from_pretrained(out / "final")
@@ -210,6 +212,8 @@ def test_lora_sft_writes_an_adapter_or_a_merged_checkpoint(tmp_path, tiny, merge
     model, processor = load_model(final)
     assert not isinstance(model, PeftModel)
     assert processor.image_processor is not None
+    if merge:  # a merged LoRA is a full checkpoint
+        assert_stock_loadable(final)
 
 
 @pytest.mark.slow

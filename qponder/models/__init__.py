@@ -90,7 +90,42 @@ def image_only_processor_class(cls: type) -> type:
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
         cls.__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
 
-    return type(cls.__name__, (cls,), {"__init__": __init__, "__module__": cls.__module__})
+    def to_dict(self) -> dict[str, Any]:
+        out = cls.to_dict(self)
+        entry = video_processor_entry(out.get("image_processor"))
+        if entry is not None:
+            out.setdefault("video_processor", entry)
+        return out
+
+    namespace = {"__init__": __init__, "to_dict": to_dict, "__module__": cls.__module__}
+    return type(cls.__name__, (cls,), namespace)
+
+
+def video_processor_entry(image_processor: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The ``video_processor`` entry of ``processor_config.json`` for a Qwen-VL-style
+    processor saved without its video processor (no torchvision here).
+
+    transformers 5 looks for a video processor's settings in ``processor_config.json``
+    (``video_processor``), then ``video_preprocessor_config.json``, then falls back to the
+    image processor's ``preprocessor_config.json``, which is what an official Qwen2.5-VL
+    release carries. A checkpoint saved by transformers 5 nests the image processor in
+    ``processor_config.json`` and has no such fallback file, so stock loaders
+    (``AutoProcessor``, ``transformers serve``, vLLM) stop with "Can't load video
+    processor". The entry is therefore the image processor's settings under the matching
+    video processor type, the same settings the fallback would read.
+
+    Returns:
+        The entry, or None when the image processor has no ``...ImageProcessor`` type.
+    """
+    if not image_processor:
+        return None
+    kind = str(image_processor.get("image_processor_type", ""))
+    if not kind.endswith(("ImageProcessor", "ImageProcessorFast", "ImageProcessorPil")):
+        return None
+    base = kind.removesuffix("Fast").removesuffix("Pil").removesuffix("ImageProcessor")
+    entry = {k: v for k, v in image_processor.items() if k != "image_processor_type"}
+    entry["video_processor_type"] = f"{base}VideoProcessor"
+    return entry
 
 
 def _build_image_only_processor(path: str, config_path: str, trust_remote_code: bool):
