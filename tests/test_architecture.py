@@ -18,6 +18,7 @@ LAYERS = {
     "errors": 1,
     "parsing": 1,
     "prompts": 1,
+    "reasoning": 1,
     "data": 2,
     "rewards": 2,
     "runfiles": 2,
