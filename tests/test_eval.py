@@ -306,3 +306,54 @@ def test_data_parallel_eval_under_accelerate_launch_splits_the_images(tiny_model
     assert summary["processes"] == 2 and summary["shard_sizes"] == [14, 14]
     assert summary["datasets"]["synthetic"]["n"] == 28
     assert proc.stdout.count('"datasets"') == 1  # the summary is printed once, by the main process
+
+
+class DescribingBackend:
+    """Answers with the synthetic teacher's reasoning for each image: a model whose
+    descriptions are right (``wrong=True``: it describes another image's distortions)."""
+
+    def __init__(self, synth, wrong=False):
+        import random
+
+        from qponder.data import load_dataset
+        from qponder.data.synthetic_reasoning import synthetic_completion
+
+        samples = load_dataset(f"synthetic:{synth}").samples
+        texts = [synthetic_completion(s.mos, s.meta["distortions"], None, random.Random(0))[0]
+                 for s in samples]  # fmt: skip
+        if wrong:
+            texts = texts[1:] + texts[:1]
+        self.text = {
+            load_image(s.image_path).tobytes(): t for s, t in zip(samples, texts, strict=True)
+        }
+
+    def generate(self, images, n=1, temperature=1.0):
+        return [[Generation(self.text[im.tobytes()])] for im in images]
+
+
+@pytest.mark.parametrize("wrong", [False, True])
+def test_eval_measures_what_the_reasoning_describes(synth, tmp_path, wrong):
+    out = tmp_path / "run"
+    summary = run_eval("m", cfg_for(f"synthetic:{synth}", split="train"), out,
+                       scorer=Scorer("m", backend_impl=DescribingBackend(synth, wrong)))  # fmt: skip
+    d = summary["datasets"]["synthetic"]["description"]
+    assert d["judged"] == 28 and d["unknown_sentences"]["total"] == 0
+    if wrong:  # descriptions of other images: far from the truth
+        assert d["micro"]["f1"] < 0.5
+    else:
+        assert d["micro"]["f1"] == 1.0 and d["severity"]["srcc"] == pytest.approx(1.0)
+    rows = read_jsonl(out / "predictions.jsonl")
+    assert all("kinds" in r["distortions"] for r in rows)  # the truth travels with the row
+    report = (out / "report.md").read_text()
+    assert "Description accuracy (28 images with known distortions)" in report
+    assert (out / "confusion-synthetic.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_datasets_without_distortion_labels_have_no_description(generic, tmp_path):
+    class Plain:
+        def generate(self, images, n=1, temperature=1.0):
+            return [[Generation("<think>Strong blur.</think><answer>2</answer>")] for _ in images]
+
+    summary = run_eval("m", cfg_for(f"generic:{generic}"), tmp_path / "run",
+                       scorer=Scorer("m", backend_impl=Plain()))  # fmt: skip
+    assert summary["datasets"]["generic"]["description"] is None

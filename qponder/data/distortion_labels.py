@@ -200,7 +200,7 @@ class DistortionTruth:
         return not self.unmapped
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable form."""
+        """A JSON-serialisable form (read back by :meth:`from_dict`)."""
         return {
             "kinds": dict(self.kinds),
             "pristine": self.pristine,
@@ -208,6 +208,17 @@ class DistortionTruth:
             "types": list(self.types),
             "unmapped": list(self.unmapped),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DistortionTruth:
+        """The truth a prediction row recorded with :meth:`to_dict`."""
+        return cls(
+            MappingProxyType(dict(data.get("kinds") or {})),
+            bool(data.get("pristine")),
+            str(data.get("dataset", "")),
+            tuple(data.get("types") or ()),
+            tuple(data.get("unmapped") or ()),
+        )
 
 
 def _truth(

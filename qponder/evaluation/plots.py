@@ -1,4 +1,5 @@
-"""Scatter plots of predictions against MOS with the fitted logistic curve (PNG, no display).
+"""Scatter plots of predictions against MOS with the fitted logistic curve, and the
+confusion of described against true distortion kinds (PNG, no display).
 
 Figures are drawn on matplotlib's Agg canvas without pyplot, so plotting needs no display,
 leaves no global figure state behind and is safe in worker processes.
@@ -91,6 +92,42 @@ def plot_dataset(
         title=title,
         note=note,
     )
+
+
+def plot_confusion(description: dict[str, Any], out: str | os.PathLike, title: str) -> Path:
+    """Heat map of the description confusion matrix (true kind x asserted kind), each row
+    divided by its number of images so that rows of rare kinds stay readable.
+
+    Args:
+        description: A ``description`` summary (:mod:`qponder.evaluation.description`).
+        out: The PNG to write.
+        title: The figure's title.
+    """
+    conf = description["confusion"]
+    true, said = conf["true"], conf["asserted"]
+    counts = np.asarray(conf["counts"], dtype=float)
+    support = [description["per_kind"].get(k, {}).get("support", 0) for k in true[:-1]]
+    support.append(description["pristine"]["images"])
+    keep = [i for i, n in enumerate(support) if n]  # rows with images only
+    shares = counts[keep] / np.asarray([support[i] for i in keep], dtype=float)[:, None]
+    fig = Figure(figsize=(1.2 + 0.55 * len(said), 1.0 + 0.45 * max(1, len(keep))), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.imshow(shares if len(keep) else np.zeros((1, len(said))), vmin=0, vmax=1, cmap="Blues")
+    ax.set_xticks(range(len(said)), said, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(keep)), [f"{true[i]} ({support[i]})" for i in keep], fontsize=8)
+    for r, i in enumerate(keep):
+        for c in range(len(said)):
+            if counts[i, c]:
+                ax.text(c, r, f"{shares[r, c]:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if shares[r, c] > 0.6 else "black")  # fmt: skip
+    ax.set_xlabel("kind the reasoning asserts")
+    ax.set_ylabel("true kind (images)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out)
+    return out
 
 
 def _fmt(x: float | None) -> str:

@@ -94,12 +94,30 @@ def summarize_dataset(
         summary["expected_score"] = None
     # why the read-out is missing, image by image (e.g. a server without logprobs)
     missing = Counter(
-        r.get("expected_score_reason") or "unknown"
-        for r in rows
-        if r.get("expected_score") is None
+        r.get("expected_score_reason") or "unknown" for r in rows if r.get("expected_score") is None
     )
     summary["expected_score_missing"] = dict(sorted(missing.items()))
+    summary["description"] = describe_rows(rows)
     return summary
+
+
+def describe_rows(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Description accuracy of the rows whose images have known distortions (rows with a
+    ``distortions`` entry, see :mod:`qponder.data.distortion_labels`), or None when none has:
+    see :func:`qponder.evaluation.description.description_metrics`. Rows without a
+    completion (bad image, failed request) are left out."""
+    from qponder.data.distortion_labels import DistortionTruth
+    from qponder.evaluation.description import description_metrics
+    from qponder.reasoning import analyse_reasoning
+
+    labelled = [r for r in rows if r.get("distortions") is not None and r.get("text")]
+    if not labelled:
+        return None
+    return description_metrics(
+        [analyse_reasoning(r.get("reasoning") or "") for r in labelled],
+        [DistortionTruth.from_dict(r["distortions"]) for r in labelled],
+        scores=[r.get("score") for r in labelled],
+    )
 
 
 def summarize(
@@ -128,9 +146,38 @@ def _ci(ci: list[float] | None) -> str:
     return "" if not ci else f" [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
-def plot_filename(dataset: str) -> str:
-    """File name of a dataset's scatter plot inside the run directory."""
-    return f"scatter-{re.sub(r'[^A-Za-z0-9._-]+', '_', dataset) or 'dataset'}.png"
+def plot_filename(dataset: str, kind: str = "scatter") -> str:
+    """File name of a dataset's plot (``scatter`` or ``confusion``) in the run directory."""
+    return f"{kind}-{re.sub(r'[^A-Za-z0-9._-]+', '_', dataset) or 'dataset'}.png"
+
+
+def _description_details(name: str, d: dict[str, Any], with_plots: bool) -> list[str]:
+    """The report's lines on what the reasoning says about a labelled dataset."""
+    micro, sev, pristine = d["micro"], d["severity"], d["pristine"]
+    lines = [
+        f"Description accuracy ({d['judged']} images with known distortions): micro F1 "
+        f"{_num(micro['f1'])} (precision {_num(micro['precision'])}, recall "
+        f"{_num(micro['recall'])}); severity SRCC {_num(sev['srcc'])} over {sev['pairs']} "
+        f"stated severities; unreadable sentences {_num(d['unknown_sentences']['share'])}"
+        + (
+            f"; false alarms on {pristine['images']} pristine images "
+            f"{_num(pristine['false_alarm_rate'])}"
+            if pristine["images"]
+            else ""
+        ),
+        "",
+        "| kind | images | asserted | precision | recall | F1 | severity SRCC |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for kind, k in d["per_kind"].items():
+        if k["support"] or k["asserted"]:
+            lines.append(
+                f"| {kind} | {k['support']} | {k['asserted']} | {_num(k['precision'])} | "
+                f"{_num(k['recall'])} | {_num(k['f1'])} | {_num(k['severity_srcc'])} |"
+            )
+    if with_plots:
+        lines.append(f"\n![{name} description]({plot_filename(name, 'confusion')})")
+    return [*lines, ""]
 
 
 def _dataset_details(name: str, s: dict[str, Any], with_plots: bool) -> list[str]:
@@ -177,6 +224,8 @@ def _dataset_details(name: str, s: dict[str, Any], with_plots: bool) -> list[str
     if with_plots:
         lines.append(f"\n![{name}]({plot_filename(name)})")
     lines.append("")
+    if s.get("description"):
+        lines += _description_details(name, s["description"], with_plots)
     return lines
 
 
@@ -247,7 +296,7 @@ def write_report_files(
     Returns:
         The summary written to ``summary.json``.
     """
-    from qponder.evaluation.plots import plot_dataset
+    from qponder.evaluation.plots import plot_confusion, plot_dataset
     from qponder.runfiles import write_json_atomic
 
     run_dir = Path(run_dir)
@@ -256,6 +305,10 @@ def write_report_files(
     groups = group_by_dataset(rows)
     for name, ds_summary in summary["datasets"].items():
         plot_dataset(groups[name], ds_summary, run_dir / plot_filename(name), name)
+        if ds_summary.get("description"):
+            title = f"{name}: what the reasoning describes"
+            plot_confusion(ds_summary["description"], run_dir / plot_filename(name, "confusion"),
+                           title)  # fmt: skip
     full = {**(meta or {}), **summary}
     write_json_atomic(run_dir / "summary.json", full)
     text = format_report(summary, meta=meta)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from qponder.config import EvalConfig, ModelConfig
+from qponder.data.distortion_labels import distortion_truth
 from qponder.errors import QponderError
 from qponder.prompts import PROMPT_VERSION, STUDENT_INSTRUCTION
 from qponder.runfiles import (
@@ -146,6 +147,9 @@ def _prediction_row(name: str, sample: Any, result: Any) -> dict[str, Any]:
     }
     if d["samples"]:
         row.update(samples=d["samples"], score_mean=d["score_mean"], score_std=d["score_std"])
+    truth = distortion_truth(sample)
+    if truth is not None:  # a labelled dataset: what the reasoning should describe
+        row["distortions"] = truth.to_dict()
     return row
 
 
