@@ -357,3 +357,18 @@ def test_datasets_without_distortion_labels_have_no_description(generic, tmp_pat
     summary = run_eval("m", cfg_for(f"generic:{generic}"), tmp_path / "run",
                        scorer=Scorer("m", backend_impl=Plain()))  # fmt: skip
     assert summary["datasets"]["generic"]["description"] is None
+
+
+def test_compare_tells_which_run_described_better(synth, tmp_path, capsys):
+    from qponder.cli import main
+    from qponder.evaluation.compare import compare_runs
+
+    for name, wrong in (("a", True), ("b", False)):
+        run_eval("m", cfg_for(f"synthetic:{synth}", split="train"), tmp_path / name,
+                 scorer=Scorer("m", backend_impl=DescribingBackend(synth, wrong)))  # fmt: skip
+    result = compare_runs(tmp_path / "a", tmp_path / "b", n_resamples=200)
+    desc = result["datasets"]["synthetic"]["description"]
+    assert desc["n_pairs"] == 28 and desc["micro_f1"]["b"] == 1.0
+    assert desc["micro_f1"]["diff"] > 0.5 and desc["micro_f1"]["ci95"][0] > 0  # B is better
+    assert main(["eval", "compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert "DescF1" in capsys.readouterr().out

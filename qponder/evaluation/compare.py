@@ -1,4 +1,5 @@
-"""Compare two evaluation runs: per-dataset SRCC/PLCC differences with bootstrap CIs.
+"""Compare two evaluation runs: per-dataset SRCC/PLCC differences with bootstrap CIs, and
+on labelled datasets the micro F1 of the described distortions (``DescF1``).
 
 The difference is computed from the two runs' ``predictions.jsonl``. Where both runs gave
 a valid score to the same images (same dataset and image id), the comparison is paired:
@@ -115,6 +116,64 @@ def compare_dataset(
     return out
 
 
+def _labelled(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Rows with a completion and a complete distortion truth, by image id."""
+    return {
+        str(r["id"]): r
+        for r in rows
+        if r.get("text") and r.get("distortions") and not r["distortions"].get("unmapped")
+    }
+
+
+def compare_description(
+    rows_a: list[dict[str, Any]],
+    rows_b: list[dict[str, Any]],
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any] | None:
+    """Micro F1 of the described distortions, run B against run A, on the labelled images
+    both runs described, with a paired bootstrap CI (images resampled jointly); None when
+    they share no such image."""
+    import numpy as np
+
+    from qponder.data.distortion_labels import DistortionTruth
+    from qponder.evaluation.description import image_counts
+    from qponder.evaluation.metrics import percentile_ci
+    from qponder.reasoning import analyse_reasoning
+
+    la, lb = _labelled(rows_a), _labelled(rows_b)
+    common = [i for i in la if i in lb]
+    if not common:
+        return None
+
+    def counts(rows: dict[str, dict[str, Any]]) -> np.ndarray:
+        return np.array([
+            image_counts(analyse_reasoning(rows[i].get("reasoning") or ""),
+                         DistortionTruth.from_dict(rows[i]["distortions"]))
+            for i in common
+        ], dtype=float)  # fmt: skip
+
+    def micro_f1(c: np.ndarray) -> np.ndarray:  # c: [..., images, 3]
+        tp, fp, fn = c[..., 0].sum(-1), c[..., 1].sum(-1), c[..., 2].sum(-1)
+        den = 2 * tp + fp + fn
+        return np.where(den > 0, 2 * tp / np.where(den > 0, den, 1), np.nan)
+
+    ca, cb = counts(la), counts(lb)
+    fa, fb = float(micro_f1(ca)), float(micro_f1(cb))
+    idx = np.random.default_rng(seed).integers(0, len(common), (n_resamples, len(common)))
+    diffs = micro_f1(cb[idx]) - micro_f1(ca[idx]) if n_resamples else np.array([])
+    finite = lambda x: None if math.isnan(x) else x  # noqa: E731
+    return {
+        "n_pairs": len(common),
+        "micro_f1": {
+            "a": finite(fa),
+            "b": finite(fb),
+            "diff": finite(fb - fa),
+            "ci95": percentile_ci(diffs[np.isfinite(diffs)]) if len(diffs) else None,
+        },
+    }
+
+
 def compare_runs(
     run_a: str | os.PathLike,
     run_b: str | os.PathLike,
@@ -142,7 +201,10 @@ def compare_runs(
         "run_a": str(run_a),
         "run_b": str(run_b),
         "datasets": {
-            name: compare_dataset(name, ga[name], gb[name], n_resamples=n_resamples, seed=seed)
+            name: {
+                **compare_dataset(name, ga[name], gb[name], n_resamples=n_resamples, seed=seed),
+                "description": compare_description(ga[name], gb[name], n_resamples, seed),
+            }
             for name in ga
             if name in gb
         },
@@ -184,6 +246,15 @@ def format_comparison(result: dict[str, Any]) -> str:
                 f"{_f(m['diff'], signed=True)}{_ci(ci)}{star}"
             )
             name, images = "", ""
+        desc = d.get("description")
+        if desc:
+            m = desc["micro_f1"]
+            ci = m["ci95"]
+            star = " *" if ci and (ci[0] > 0 or ci[1] < 0) else ""
+            lines.append(
+                f"{'':<16} {str(desc['n_pairs']) + ' labelled':>16} {'DescF1':<6} "
+                f"{_f(m['a']):>7} {_f(m['b']):>7}  {_f(m['diff'], signed=True)}{_ci(ci)}{star}"
+            )
         pf = f"parse failures: A {d['a']['parse_failures']}/{d['a']['n']}, B {d['b']['parse_failures']}/{d['b']['n']}"
         lines.append(f"{'':<16} {pf}")
     for key, label in (("only_in_a", "only in A"), ("only_in_b", "only in B")):

@@ -130,6 +130,18 @@ def _unknown_figures(analyses: Sequence[ReasoningAnalysis]) -> dict:
     }
 
 
+def image_counts(
+    analysis: ReasoningAnalysis, truth: DistortionTruth, kinds: Sequence[str] = KIND_NAMES
+) -> tuple[int, int, int]:
+    """``(tp, fp, fn)`` of one image over ``kinds``: the per-image terms of the micro
+    average (``micro F1 = 2 sum(tp) / (2 sum(tp) + sum(fp) + sum(fn))``), for resampling."""
+    said = analysis.asserted
+    tp = sum(1 for k in kinds if k in truth.kinds and k in said)
+    fp = sum(1 for k in kinds if k in said and k not in truth.kinds)
+    fn = sum(1 for k in kinds if k in truth.kinds and k not in said)
+    return tp, fp, fn
+
+
 def description_metrics(
     analyses: Sequence[ReasoningAnalysis],
     truths: Sequence[DistortionTruth | None],
