@@ -83,6 +83,8 @@ def test_quick_demo_runs_every_stage_learns_and_resumes(tmp_path):
     # (0.79 - 0.86 on the development VM with the pretrained vision tower, 0.66 without it)
     assert stages["qponder_ci"]["srcc"] >= 0.6
     assert stages["qponder_ci"]["srcc_expected"] is not None
+    # the reasoning of the trained stages is measured against the known distortions
+    assert 0.0 <= stages["qponder_ci"]["description_f1"] <= 1.0
     assert (
         stages["qponder_ci"]["consistency"] is not None
         and stages["sft_nocot"]["consistency"] is None

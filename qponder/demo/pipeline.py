@@ -223,6 +223,8 @@ def run_demo(
             "n_judged": consistency[s]["n_judged"],
             "srcc_ci95": (results[s].get("ci95") or {}).get("srcc"),
             "srcc_expected": expected_score_srcc(read_jsonl(paths.eval(s) / "predictions.jsonl")),
+            # what the reasoning says about the known distortions (micro F1 over kinds)
+            "description_f1": ((results[s].get("description") or {}).get("micro") or {}).get("f1"),
             "model": str(paths.model(s)),
         }
         for s in STAGES

@@ -129,8 +129,8 @@ def format_report(summary: dict[str, Any], titles: dict[str, str], commands: lis
         "## Held-out test split",
         "",
         "| stage | SRCC | SRCC 95% CI | PLCC | parse failures | consistency (mean abs gap to judge) "
-        "| SRCC of the expected score |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+        "| SRCC of the expected score | description F1 |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for stage, s in summary["stages"].items():
         ci = s.get("srcc_ci95")
@@ -138,7 +138,7 @@ def format_report(summary: dict[str, Any], titles: dict[str, str], commands: lis
         lines.append(
             f"| {titles[stage]} | {_num(s['srcc'])} | {ci_text} | {_num(s['plcc'])} | "
             f"{s['parse_failures']}/{s['n']} | {_num(s['consistency'])} | "
-            f"{_num(s.get('srcc_expected'))} |"
+            f"{_num(s.get('srcc_expected'))} | {_num(s.get('description_f1'))} |"
         )
     lines += [
         "",
@@ -146,7 +146,10 @@ def format_report(summary: dict[str, Any], titles: dict[str, str], commands: lis
         "image and the answer; its probability-weighted score is compared with the answer. "
         "Lower is more consistent; n/a where there is no reasoning or no parsed answer. "
         "The expected score is the probability-weighted score digit at the answer position "
-        "(next to the parsed answer in predictions.jsonl); the SRCC column is of the parsed answer.",
+        "(next to the parsed answer in predictions.jsonl); the SRCC column is of the parsed answer. "
+        "Description F1: the micro F1 of the distortion kinds the reasoning asserts against the "
+        "synthetic images' known distortions (docs/evaluation.md); each stage's eval/report.md "
+        "has the per-kind table.",
         "",
         "## Targets",
         "",
