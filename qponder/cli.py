@@ -411,16 +411,18 @@ def _cmd_sft(args: argparse.Namespace) -> int:
 
 
 def _is_main_process() -> bool:
-    from accelerate import PartialState
+    """Whether this is the main process under ``accelerate launch`` (always, alone).
 
-    return PartialState().is_main_process
+    Goes through :func:`qponder.inference.files.process_state`: accelerate's state is set
+    up once per process, and on a CPU it must be told so the first time."""
+    from qponder.inference.files import process_state
+
+    return process_state().is_main_process
 
 
 def _print_main_process(message: str) -> None:
     """Print to stderr once under ``accelerate launch`` (from the main process)."""
-    from accelerate import PartialState
-
-    if PartialState().is_main_process:
+    if _is_main_process():
         print(message, file=sys.stderr)
 
 
@@ -472,6 +474,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=["hf", "vllm", "openai"])
     p.add_argument("--base-url", help="endpoint for --backend openai")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument(
+        "--consistency",
+        action="store_true",
+        help="also measure the consistency gap: the recipe's judge (grpo.consistency; "
+        "'policy' = the evaluated model) reads each reasoning without image or answer",
+    )
     p.set_defaults(func=_cmd_eval)
 
 
@@ -493,7 +501,6 @@ def build_compare_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from accelerate import PartialState
 
     from qponder.evaluation.runner import run_eval
     from qponder.prompts import load_prompts
@@ -502,15 +509,23 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     flags = {"eval.datasets": list(args.dataset), **{f"eval.{k}": getattr(args, k) for k in keys}}
     recipe = _load_recipe(args, flags)
     recipe.eval.require_endpoint()
+    instruction = load_prompts(recipe.prompts).student_instruction
+    judge = None
+    if args.consistency and _is_main_process():  # the main process judges
+        from qponder.models.judge import build_judge
+
+        judge = build_judge(recipe.grpo.consistency, args.model, recipe.model, instruction)
+        judge.check()  # an unusable judge fails before any image is scored
     summary = run_eval(
         args.model,
         recipe.eval,
         out=args.out,
         model_config=recipe.model,
         resume=args.resume,
-        instruction=load_prompts(recipe.prompts).student_instruction,
+        instruction=instruction,
+        judge=judge,
     )
-    if PartialState().is_main_process:  # under accelerate launch, print once
+    if _is_main_process():  # under accelerate launch, print once
         print(json.dumps(summary, indent=2))
     return 0
 

@@ -281,6 +281,12 @@ def test_cli_eval_writes_the_run_and_prints_the_summary(tiny_model, synth, tmp_p
     assert main(argv) == 2  # existing run without --resume
     assert "--resume" in capsys.readouterr().err
     assert main([*argv, "--resume"]) == 0
+    capsys.readouterr()
+    # the recipe's judge (policy: the evaluated model) added on resume; nothing parses here
+    assert main([*argv, "--resume", "--consistency"]) == 0
+    consistency = json.loads(capsys.readouterr().out)["datasets"]["synthetic"]["consistency"]
+    assert consistency == {"n": 0, "mean_abs_gap": None}
+    assert all("implied_score" in r for r in read_jsonl(out / "predictions.jsonl"))
 
 
 # Two CPU processes as users start them: `accelerate launch --cpu` starts only one (accelerate's
@@ -372,3 +378,38 @@ def test_compare_tells_which_run_described_better(synth, tmp_path, capsys):
     assert desc["micro_f1"]["diff"] > 0.5 and desc["micro_f1"]["ci95"][0] > 0  # B is better
     assert main(["eval", "compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     assert "DescF1" in capsys.readouterr().out
+
+
+class _HalfJudge:
+    """Implies 2.0 for every reasoning (a judge that disagrees with high answers)."""
+
+    def __init__(self):
+        self.read = []
+
+    def implied_scores(self, texts):
+        self.read += texts
+        return [2.0] * len(texts)
+
+
+def test_eval_with_a_judge_records_implied_scores_and_the_consistency_gap(synth, tmp_path):
+    out = tmp_path / "run"
+    cfg = cfg_for(f"synthetic:{synth}", split="train", limit=5)
+    run_eval("m", cfg, out, scorer=Scorer("m", backend_impl=mos_backend(synth, noise=0)))
+    judge = _HalfJudge()  # added on resume: only the judging is new
+    summary = run_eval("m", cfg, out, resume=True, judge=judge,
+                       scorer=Scorer("m", backend_impl=mos_backend(synth)))  # fmt: skip
+    rows = read_jsonl(out / "predictions.jsonl")
+    assert len(rows) == 5 and all(r["implied_score"] == 2.0 for r in rows)
+    assert judge.read == [r["reasoning"] for r in rows]  # the reasoning alone, no answer
+    c = summary["datasets"]["synthetic"]["consistency"]
+    assert c["n"] == 5
+    assert c["mean_abs_gap"] == pytest.approx(sum(abs(r["score"] - 2.0) for r in rows) / 5)
+    assert (
+        "consistency: mean |answer - score the reasoning implies|"
+        in (out / "report.md").read_text()
+    )
+    again = _HalfJudge()
+    run_eval(
+        "m", cfg, out, resume=True, judge=again, scorer=Scorer("m", backend_impl=mos_backend(synth))
+    )
+    assert again.read == []  # judged rows are not judged twice

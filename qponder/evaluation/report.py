@@ -98,6 +98,14 @@ def summarize_dataset(
     )
     summary["expected_score_missing"] = dict(sorted(missing.items()))
     summary["description"] = describe_rows(rows)
+    gaps = [abs(float(r["score"]) - float(r["implied_score"])) for r in rows
+            if r.get("score") is not None and r.get("implied_score") is not None]  # fmt: skip
+    judged = any("implied_score" in r for r in rows)
+    summary["consistency"] = (
+        {"n": len(gaps), "mean_abs_gap": sum(gaps) / len(gaps) if gaps else None}
+        if judged
+        else None
+    )
     return summary
 
 
@@ -215,6 +223,12 @@ def _dataset_details(name: str, s: dict[str, Any], with_plots: bool) -> list[str
     else:
         lines.append(
             f"- {fit['method']} fit failed ({fit['reason']}): PLCC/RMSE use raw predictions"
+        )
+    c = s.get("consistency")
+    if c:
+        lines.append(
+            f"- consistency: mean |answer - score the reasoning implies| {_num(c['mean_abs_gap'])} "
+            f"over {c['n']} images (the judge reads the reasoning alone)"
         )
     e = s.get("expected_score")
     if e:

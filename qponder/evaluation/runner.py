@@ -189,6 +189,7 @@ def run_eval(
     base_url: str | None = None,
     instruction: str = STUDENT_INSTRUCTION,
     scorer: Any = None,
+    judge: Any = None,
 ) -> dict[str, Any]:
     """Evaluate a model on the datasets of ``cfg`` and write the run directory.
 
@@ -202,6 +203,9 @@ def run_eval(
         base_url: Endpoint of the ``openai`` backend (default: ``cfg.base_url``).
         instruction: The student instruction (the training prompt).
         scorer: A ready :class:`~qponder.inference.Scorer` (otherwise built from ``cfg``).
+        judge: A consistency judge (:mod:`qponder.models.judge`): each reasoning's implied
+            score is recorded in its row (``implied_score``) and every dataset's summary
+            gets the consistency gap. None: no judge.
 
     Returns:
         The summary written to ``summary.json``: ``{"datasets": {NAME: {n, n_scored, srcc,
@@ -224,13 +228,14 @@ def run_eval(
             lock = lock_run_dir(out)  # before anything is read: one run per directory
             _prepare_run_dir(out, run_cfg, resume)
         state.wait_for_everyone()
-        return _run(out, run_cfg, state, model, cfg, model_config, base_url, instruction, scorer)
+        return _run(out, run_cfg, state, model, cfg, model_config, base_url, instruction, scorer,
+                    judge)  # fmt: skip
     finally:
         if lock is not None:
             lock.close()
 
 
-def _run(out, run_cfg, state, model, cfg, model_config, base_url, instruction, scorer):
+def _run(out, run_cfg, state, model, cfg, model_config, base_url, instruction, scorer, judge):
     """Score what is pending (each process its shard), merge, and write the summary."""
     from qponder.evaluation.report import write_report_files
 
@@ -251,6 +256,8 @@ def _run(out, run_cfg, state, model, cfg, model_config, base_url, instruction, s
             if key in wanted and key not in seen:
                 seen.add(key)
                 rows.append(r)
+        if judge is not None:
+            rows = _judge_rows(out, rows, judge)
         meta = {
             "model": run_cfg["model"],
             "backend": cfg.backend,
@@ -266,6 +273,29 @@ def _run(out, run_cfg, state, model, cfg, model_config, base_url, instruction, s
     if not state.is_main_process:
         summary = read_json(out / "summary.json")
     return summary
+
+
+def _judge_rows(out: Path, rows: list[dict[str, Any]], judge: Any) -> list[dict[str, Any]]:
+    """Give every row with a parsed score and a reasoning the score its reasoning implies
+    (``implied_score``, read by ``judge`` without the image or the answer), and record them
+    in ``predictions.jsonl`` (rewritten whole, so a resumed run judges only new rows)."""
+    fresh = [r for r in rows if "implied_score" not in r]
+    if not fresh:
+        return rows
+    todo = [r for r in fresh if r.get("score") is not None and (r.get("reasoning") or "").strip()]
+    for r in fresh:
+        r["implied_score"] = None  # no answer or no reasoning: nothing to compare
+    for start in range(0, len(todo), 64):
+        chunk = todo[start : start + 64]
+        for row, implied in zip(chunk, judge.implied_scores([r["reasoning"] for r in chunk]),
+                                strict=True):  # fmt: skip
+            row["implied_score"] = implied
+    by_key = {(r["dataset"], str(r["id"])): r for r in rows}
+    everything = [
+        by_key.get((r["dataset"], str(r["id"])), r) for r in read_jsonl(out / PREDICTIONS)
+    ]
+    Journal(out / PREDICTIONS).rewrite(everything)
+    return rows
 
 
 def _score_shard(
