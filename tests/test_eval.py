@@ -413,3 +413,48 @@ def test_eval_with_a_judge_records_implied_scores_and_the_consistency_gap(synth,
         "m", cfg, out, resume=True, judge=again, scorer=Scorer("m", backend_impl=mos_backend(synth))
     )
     assert again.read == []  # judged rows are not judged twice
+
+
+def test_eval_on_a_kadid_format_dataset_prints_the_description_figures(
+    tmp_path, capsys, monkeypatch
+):
+    """A KADID-10k-format folder (dmos.csv + images named I<ref>_<type>_<level>.png): the
+    truth comes from the names; a model that describes blur as blur and noise as noise,
+    with the level's severity word, gets F1 1 and severity SRCC 1; the CLI prints them."""
+    from PIL import Image
+
+    from qponder.cli import main
+
+    root = tmp_path / "kadid"
+    (root / "images").mkdir(parents=True)
+    words = {1: "slight", 2: "mild", 3: "moderate", 4: "strong", 5: "severe"}
+    kinds = {1: "blur softens every edge", 11: "noise covers the flat areas"}  # KADID types
+    lines, text_of = ["dist_img,ref_img,dmos,var"], {}
+    rng = np.random.default_rng(0)
+    for ref in (1, 2):
+        for dtype, phrase in kinds.items():
+            for level in range(1, 6):
+                name = f"I{ref:02d}_{dtype:02d}_{level:02d}.png"
+                img = Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8))
+                img.save(root / "images" / name)
+                lines.append(f"{name},I{ref:02d}.png,{5.2 - level * 0.8:.2f},0.5")
+                text_of[img.tobytes()] = (
+                    f"<think>{words[level].capitalize()} {phrase}. Overall, the quality is fair."
+                    f"</think><answer>{5.2 - level * 0.8:.2f}</answer>"
+                )
+    (root / "dmos.csv").write_text("\n".join(lines) + "\n")
+
+    class Describer:
+        def generate(self, images, n=1, temperature=1.0):
+            return [[Generation(text_of[im.tobytes()])] for im in images]
+
+    monkeypatch.setattr(  # the CLI's scorer, with this backend
+        Scorer, "from_config", classmethod(lambda cls, *a, **kw: cls("m", backend_impl=Describer()))
+    )
+    argv = ["eval", "--model", "m", "--dataset", f"kadid:{root}", "--split", "train",
+            "--out", str(tmp_path / "run"), "--set", "eval.bootstrap=20"]  # fmt: skip
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    d = printed["datasets"]["kadid"]["description"]
+    assert d["per_kind"]["blur"]["f1"] == 1.0 and d["per_kind"]["noise"]["f1"] == 1.0
+    assert d["severity"]["srcc"] == pytest.approx(1.0) and d["judged"] == d["images"]
