@@ -480,6 +480,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="also measure the consistency gap: the recipe's judge (grpo.consistency; "
         "'policy' = the evaluated model) reads each reasoning without image or answer",
     )
+    p.add_argument(
+        "--describe-judge-url",
+        metavar="URL",
+        help="grade each reasoning's asserted distortions against the image with a VLM behind "
+        "this OpenAI-compatible endpoint (for datasets without distortion labels)",
+    )
+    p.add_argument("--describe-judge-model", metavar="NAME", help="that endpoint's model name")
     p.set_defaults(func=_cmd_eval)
 
 
@@ -516,6 +523,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         judge = build_judge(recipe.grpo.consistency, args.model, recipe.model, instruction)
         judge.check()  # an unusable judge fails before any image is scored
+    grader = None
+    if args.describe_judge_url and _is_main_process():
+        from qponder.models.description_judge import DescriptionJudge
+
+        if not args.describe_judge_model:
+            raise CLIError("--describe-judge-url needs --describe-judge-model NAME")
+        grader = DescriptionJudge(args.describe_judge_url, args.describe_judge_model)
     summary = run_eval(
         args.model,
         recipe.eval,
@@ -524,6 +538,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         resume=args.resume,
         instruction=instruction,
         judge=judge,
+        describe_judge=grader,
     )
     if _is_main_process():  # under accelerate launch, print once
         print(json.dumps(summary, indent=2))

@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
+import math
 import os
 from typing import Any
 
@@ -107,3 +110,23 @@ def error_text(exc: BaseException, limit: int = 300) -> str:
         text = f"{text} - {detail.strip()}"
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def encode_png(image: Any, max_pixels: int | None = None) -> str:
+    """Return a PNG data URL of ``image`` (lossless: JPEG would add artefacts to an image
+    whose quality is being judged), shrunk to at most ``max_pixels`` pixels when given.
+
+    Example:
+        >>> from PIL import Image
+        >>> encode_png(Image.new("RGB", (8, 4)))[:22]
+        'data:image/png;base64,'
+    """
+    from PIL import Image
+
+    w, h = image.size
+    if max_pixels and w * h > max_pixels:
+        s = math.sqrt(max_pixels / (w * h))
+        image = image.resize((max(1, int(w * s)), max(1, int(h * s))), Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=3)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

@@ -95,6 +95,16 @@ class PromptSet:
 
 DEFAULT_PROMPTS = PromptSet()
 
+# The description judge (qponder eval --describe-judge-url): a strong VLM sees the image and
+# the distortions a reasoning asserts, and grades each one. Formatted with ``claims``.
+DESCRIPTION_JUDGE = (
+    "You are an expert in image quality assessment. Another model looked at this image and "
+    "claimed that it shows the following quality defects:\n{claims}\n\n"
+    "For each claimed defect, look at the image and decide whether the defect is really "
+    "visible. Answer with JSON only, one entry per claimed defect, in the same order: "
+    '{{"grades": [{{"kind": "<defect as given>", "visible": true or false}}]}}'
+)
+
 
 def load_prompts(overrides: dict[str, Any] | None = None) -> PromptSet:
     """Return the default prompt set with ``overrides`` applied.

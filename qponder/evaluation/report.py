@@ -100,6 +100,7 @@ def summarize_dataset(
     summary["description"] = describe_rows(rows)
     gaps = [abs(float(r["score"]) - float(r["implied_score"])) for r in rows
             if r.get("score") is not None and r.get("implied_score") is not None]  # fmt: skip
+    summary["description_judge"] = judge_description_rows(rows)
     judged = any("implied_score" in r for r in rows)
     summary["consistency"] = (
         {"n": len(gaps), "mean_abs_gap": sum(gaps) / len(gaps) if gaps else None}
@@ -107,6 +108,39 @@ def summarize_dataset(
         else None
     )
     return summary
+
+
+def judge_description_rows(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What the description judge found (rows with ``description_grades``), or None when no
+    row was graded: claims graded, the share it sees in the image (``accuracy``, overall and
+    per kind), reasonings graded, and the errors by kind (``request_failed``, ``malformed``,
+    ``refused``)."""
+    graded = [r["description_grades"] for r in rows if r.get("description_grades") is not None]
+    if not graded and not any("description_grades" in r for r in rows):
+        return None
+    per_kind: dict[str, list[int]] = {}
+    errors: Counter = Counter()
+    for g in graded:
+        if g.get("error"):
+            errors[str(g["error"]).split(":", 1)[0]] += 1
+            continue
+        for kind, visible in g["grades"].items():
+            c = per_kind.setdefault(kind, [0, 0])
+            c[0] += 1
+            c[1] += bool(visible)
+    claims = sum(c[0] for c in per_kind.values())
+    visible = sum(c[1] for c in per_kind.values())
+    return {
+        "reasonings": sum(1 for g in graded if not g.get("error")),
+        "claims": claims,
+        "visible": visible,
+        "accuracy": visible / claims if claims else None,
+        "per_kind": {
+            k: {"claims": c[0], "visible": c[1], "accuracy": c[1] / c[0]}
+            for k, c in sorted(per_kind.items())
+        },
+        "errors": dict(sorted(errors.items())),
+    }
 
 
 def describe_rows(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -223,6 +257,13 @@ def _dataset_details(name: str, s: dict[str, Any], with_plots: bool) -> list[str
     else:
         lines.append(
             f"- {fit['method']} fit failed ({fit['reason']}): PLCC/RMSE use raw predictions"
+        )
+    j = s.get("description_judge")
+    if j:
+        lines.append(
+            f"- description judge: {j['visible']} of {j['claims']} asserted distortions seen in "
+            f"the image ({_num(j['accuracy'])}) over {j['reasonings']} reasonings"
+            + (f"; not graded: {j['errors']}" if j["errors"] else "")
         )
     c = s.get("consistency")
     if c:

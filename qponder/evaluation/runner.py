@@ -190,6 +190,7 @@ def run_eval(
     instruction: str = STUDENT_INSTRUCTION,
     scorer: Any = None,
     judge: Any = None,
+    describe_judge: Any = None,
 ) -> dict[str, Any]:
     """Evaluate a model on the datasets of ``cfg`` and write the run directory.
 
@@ -206,6 +207,9 @@ def run_eval(
         judge: A consistency judge (:mod:`qponder.models.judge`): each reasoning's implied
             score is recorded in its row (``implied_score``) and every dataset's summary
             gets the consistency gap. None: no judge.
+        describe_judge: A :class:`qponder.models.description_judge.DescriptionJudge`: each
+            reasoning's asserted distortions are graded against the image
+            (``description_grades``) and the summary gets ``description_judge``. None: none.
 
     Returns:
         The summary written to ``summary.json``: ``{"datasets": {NAME: {n, n_scored, srcc,
@@ -229,13 +233,14 @@ def run_eval(
             _prepare_run_dir(out, run_cfg, resume)
         state.wait_for_everyone()
         return _run(out, run_cfg, state, model, cfg, model_config, base_url, instruction, scorer,
-                    judge)  # fmt: skip
+                    judge, describe_judge)  # fmt: skip
     finally:
         if lock is not None:
             lock.close()
 
 
-def _run(out, run_cfg, state, model, cfg, model_config, base_url, instruction, scorer, judge):
+def _run(out, run_cfg, state, model, cfg, model_config, base_url, instruction, scorer, judge,
+         describe_judge):  # fmt: skip
     """Score what is pending (each process its shard), merge, and write the summary."""
     from qponder.evaluation.report import write_report_files
 
@@ -258,6 +263,8 @@ def _run(out, run_cfg, state, model, cfg, model_config, base_url, instruction, s
                 rows.append(r)
         if judge is not None:
             rows = _judge_rows(out, rows, judge)
+        if describe_judge is not None:
+            rows = _grade_rows(out, rows, describe_judge)
         meta = {
             "model": run_cfg["model"],
             "backend": cfg.backend,
@@ -277,19 +284,54 @@ def _run(out, run_cfg, state, model, cfg, model_config, base_url, instruction, s
 
 def _judge_rows(out: Path, rows: list[dict[str, Any]], judge: Any) -> list[dict[str, Any]]:
     """Give every row with a parsed score and a reasoning the score its reasoning implies
-    (``implied_score``, read by ``judge`` without the image or the answer), and record them
-    in ``predictions.jsonl`` (rewritten whole, so a resumed run judges only new rows)."""
-    fresh = [r for r in rows if "implied_score" not in r]
+    (``implied_score``, read by ``judge`` without the image or the answer)."""
+
+    def annotate(fresh: list[dict[str, Any]]) -> None:
+        todo = [
+            r for r in fresh if r.get("score") is not None and (r.get("reasoning") or "").strip()
+        ]
+        for r in fresh:
+            r["implied_score"] = None  # no answer or no reasoning: nothing to compare
+        for start in range(0, len(todo), 64):
+            chunk = todo[start : start + 64]
+            implied = judge.implied_scores([r["reasoning"] for r in chunk])
+            for row, value in zip(chunk, implied, strict=True):
+                row["implied_score"] = value
+
+    return _annotate_rows(out, rows, "implied_score", annotate)
+
+
+def _grade_rows(out: Path, rows: list[dict[str, Any]], grader: Any) -> list[dict[str, Any]]:
+    """Give every row with a reasoning the description judge's grades of what it asserts
+    (``description_grades``: ``{grades: {kind: visible}, error}``)."""
+    from qponder.data import load_image
+    from qponder.errors import BadImageError
+
+    def annotate(fresh: list[dict[str, Any]]) -> None:
+        todo = []
+        for r in fresh:
+            r["description_grades"] = None  # no reasoning, or the image cannot be read
+            if (r.get("reasoning") or "").strip():
+                try:
+                    todo.append((r, load_image(r["image"])))
+                except BadImageError:
+                    continue
+        grades = grader.grade_many([im for _, im in todo], [r["reasoning"] for r, _ in todo])
+        for (row, _), grade in zip(todo, grades, strict=True):
+            row["description_grades"] = grade.to_dict()
+
+    return _annotate_rows(out, rows, "description_grades", annotate)
+
+
+def _annotate_rows(
+    out: Path, rows: list[dict[str, Any]], key: str, annotate: Any
+) -> list[dict[str, Any]]:
+    """Let ``annotate`` add ``key`` to the rows that lack it, and record them in
+    ``predictions.jsonl`` (rewritten whole), so a resumed run annotates only new rows."""
+    fresh = [r for r in rows if key not in r]
     if not fresh:
         return rows
-    todo = [r for r in fresh if r.get("score") is not None and (r.get("reasoning") or "").strip()]
-    for r in fresh:
-        r["implied_score"] = None  # no answer or no reasoning: nothing to compare
-    for start in range(0, len(todo), 64):
-        chunk = todo[start : start + 64]
-        for row, implied in zip(chunk, judge.implied_scores([r["reasoning"] for r in chunk]),
-                                strict=True):  # fmt: skip
-            row["implied_score"] = implied
+    annotate(fresh)
     by_key = {(r["dataset"], str(r["id"])): r for r in rows}
     everything = [
         by_key.get((r["dataset"], str(r["id"])), r) for r in read_jsonl(out / PREDICTIONS)

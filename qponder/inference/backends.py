@@ -19,15 +19,12 @@ plain temperature sampling (no top-k/top-p), and never a repetition penalty.
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
-import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from qponder.endpoints import error_text, message_text, openai_client
+from qponder.endpoints import encode_png, error_text, message_text, openai_client
 from qponder.errors import MissingDependencyError, QponderError
 from qponder.parsing import (
     DIGITS,
@@ -308,26 +305,6 @@ class VLLMBackend:
 
 
 # --------------------------------------------------------------------------- OpenAI-compatible
-
-
-def encode_png(image: Any, max_pixels: int | None = None) -> str:
-    """Return a PNG data URL of ``image`` (lossless: JPEG would add artefacts to an image
-    whose quality is being judged), shrunk to at most ``max_pixels`` pixels when given.
-
-    Example:
-        >>> from PIL import Image
-        >>> encode_png(Image.new("RGB", (8, 4)))[:22]
-        'data:image/png;base64,'
-    """
-    from PIL import Image
-
-    w, h = image.size
-    if max_pixels and w * h > max_pixels:
-        s = math.sqrt(max_pixels / (w * h))
-        image = image.resize((max(1, int(w * s)), max(1, int(h * s))), Image.Resampling.BICUBIC)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=3)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 class OpenAIBackend:
