@@ -588,6 +588,100 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- serve
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="an HTTP scoring server with a web page (FastAPI + uvicorn)",
+        description="Serve MODEL over HTTP: POST /v1/score (base64 JSON), POST "
+        "/v1/score/upload (multipart), GET / (web page), /health, /v1/models, /metrics. "
+        "Concurrent requests are micro-batched on one model worker. See docs/serving.md.",
+    )
+    _add_common_run_args(p)
+    p.add_argument("--model", required=True, help="checkpoint, or served name for --backend openai")
+    p.add_argument("--backend", choices=["hf", "vllm", "openai"])
+    p.add_argument("--base-url", help="endpoint for --backend openai (e.g. a vLLM fleet)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for all)",
+    )
+    p.add_argument("--port", type=_at_least(0), default=8000, help="TCP port (default 8000)")
+    p.add_argument(
+        "--max-batch", type=_at_least(1), help="most images per model call (eval.batch_size)"
+    )
+    p.add_argument(
+        "--max-wait-ms",
+        type=_at_least(0),
+        default=10,
+        help="longest wait for more images to fill a batch (default 10)",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=_at_least(1),
+        default=256,
+        help="most images waiting; more gets 503 with Retry-After (default 256)",
+    )
+    p.add_argument(
+        "--samples",
+        type=int,
+        help="sampled answers per image when a request does not say (eval.samples)",
+    )
+    p.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help="require 'Authorization: Bearer KEY', KEY read from the environment variable NAME",
+    )
+    p.add_argument(
+        "--max-body-mb", type=_positive, default=32.0, help="largest request body (default 32)"
+    )
+    p.add_argument(
+        "--max-images", type=_at_least(1), default=64, help="most images per request (default 64)"
+    )
+    p.add_argument("--no-access-log", action="store_true", help="no log line per request")
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from qponder.prompts import load_prompts
+    from qponder.serve import ServeSettings, read_api_key, run_server
+
+    flags = {
+        "eval.backend": args.backend,
+        "eval.base_url": args.base_url,
+        "eval.samples": args.samples,
+        "eval.batch_size": args.max_batch,
+    }
+    recipe = _load_recipe(args, flags)
+    recipe.eval.require_endpoint()
+    settings = ServeSettings(
+        model_name=args.model,
+        backend=recipe.eval.backend,
+        host=args.host,
+        port=args.port,
+        max_batch=recipe.eval.batch_size,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        samples=recipe.eval.samples,
+        max_images=args.max_images,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        api_key=read_api_key(args.api_key_env) if args.api_key_env else None,
+    )
+    instruction = load_prompts(recipe.prompts).student_instruction
+
+    def load_scorer():
+        from qponder.inference import Scorer
+
+        return Scorer.from_config(
+            args.model, recipe.eval, model_config=recipe.model, instruction=instruction
+        )
+
+    run_server(load_scorer, settings, access_log=not args.no_access_log)
+    return 0
+
+
 # --------------------------------------------------------------------------- demo / env
 
 
@@ -661,6 +755,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_grpo,
         _add_eval,
         _add_score,
+        _add_serve,
         _add_demo,
         _add_env,
     ):

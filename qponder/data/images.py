@@ -67,7 +67,21 @@ def load_image(
         qponder.errors.BadImageError: photo.heic: not_an_image (cannot identify image file)
     """
     path = Path(path)
-    data = _read_bytes(path)
+    return decode_image(_read_bytes(path), path, max_pixels=max_pixels, max_side=max_side)
+
+
+def decode_image(
+    data: bytes,
+    name: str | os.PathLike = "<bytes>",
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_side: int | None = None,
+) -> Image.Image:
+    """Decode an image file held in memory (an upload) as :func:`load_image` does a file on
+    disk, with the same checks and reasons; ``name`` stands for the path in errors."""
+    if not data:
+        raise BadImageError(str(name), EMPTY, "zero bytes")
+    path = Path(name)
     img = _open(path, data, max_pixels)
     try:
         if max_side is not None and img.format == "JPEG":
