@@ -258,6 +258,9 @@ def test_validation_scores_the_split_with_the_shared_scorer_during_training(tmp_
     run(recipe, write_cold_start(tmp_path / "data", n=4), tmp_path / "run", max_steps=3)
     rows = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "val/n" in r]
     assert [r["step"] for r in rows] == [2, 3]  # every 2 steps, and at the end
+    # validating at a logging step does not swallow the trainer's own log of that step
+    losses = [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "loss" in r]
+    assert losses == [1, 2, 3]
     assert all(
         r["val/n"] == min(n_val, 64) and 0.0 <= r["val/parse_failure_rate"] <= 1.0 for r in rows
     )

@@ -273,9 +273,13 @@ class ValidationCallback(TrainerCallback):
         """
         trainer = self.trainer
         state.log_history.append({**metrics, "step": state.global_step})
+        # the handler's on_log clears control.should_log: keep the trainer's own log of
+        # this step (its loss), due right after the step-end callbacks
+        should_log = trainer.control.should_log
         trainer.control = trainer.callback_handler.on_log(
             trainer.args, state, trainer.control, dict(metrics)
         )
+        trainer.control.should_log = should_log
 
 
 def _finite(v: Any) -> bool:
