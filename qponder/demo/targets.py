@@ -1,4 +1,5 @@
-"""The demo's targets (from the issue that asked for it, on 2 CPU cores) and their check."""
+"""The demo's targets (from the issue that asked for it, on 2 CPU cores, with the SRCC target
+relaxed by the team's decision from 0.85 to 0.80) and their check."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 MAX_WALL_S = 15 * 60
 MAX_PEAK_GIB = 4.0
-MIN_SRCC = 0.85
+MIN_SRCC = 0.80  # the team's decision (was 0.85, which the tiny model cannot reach)
 
 
 def check_targets(summary: dict[str, Any]) -> dict[str, bool | None]:
@@ -30,7 +31,7 @@ def check_targets(summary: dict[str, Any]) -> dict[str, bool | None]:
     return {
         "wall_time_at_most_15_min": summary["wall_s"] <= MAX_WALL_S,
         "peak_memory_at_most_4_gib": summary["peak_rss_gib"] <= MAX_PEAK_GIB,
-        "qponder_srcc_at_least_0.85": None if q is None else q >= MIN_SRCC,
+        "qponder_srcc_at_least_0.80": None if q is None else q >= MIN_SRCC,
         "qponder_not_below_qponder_ci": lt(ci, q, strict=False),
         "consistency_better_after_grpo": lt(
             st["qponder"]["consistency"], st["qponder_ci"]["consistency"]
