@@ -21,12 +21,12 @@ def test_targets_are_checked_against_the_issue_numbers():
     )
     assert all(check_targets(good).values())
     bad = _summary(
-        {"base": None, "sft_nocot": 0.9, "qponder_ci": 0.86, "qponder": 0.80},
+        {"base": None, "sft_nocot": 0.9, "qponder_ci": 0.86, "qponder": 0.799},
         {"qponder_ci": 0.2, "qponder": 0.4},
         wall_s=1000.0,
         peak=5.0,
     )
-    assert not any(check_targets(bad).values())
+    assert not any(check_targets(bad).values())  # 0.799: just under the relaxed 0.80
 
 
 def test_a_missing_figure_makes_its_target_undecided_not_met():
