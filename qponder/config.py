@@ -478,8 +478,8 @@ def _check_trl_numbers(data: dict[str, Any], problems: list[str]) -> None:
     for section in _TRL_SECTIONS:
         opts = (data.get(section) or {}).get("trl") or {}
         for key, (kind, lowest, strict) in _TRL_NUMBERS.items():
-            if key not in opts or opts[key] is None and key == "max_length":
-                continue
+            if key not in opts or (key == "max_length" and opts[key] is None):
+                continue  # absent, or max_length: null (no cut)
             value = opts[key]
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if kind is int and number and float(value).is_integer():

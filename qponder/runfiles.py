@@ -266,7 +266,7 @@ class AppendFile:
         path: The file; created on :meth:`open` with its parent folders.
     """
 
-    what = "results"
+    what = "line"  # what one appended unit is called in messages
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -337,7 +337,7 @@ class AppendFile:
             "%s: dropped an incomplete last %s (%d bytes) left by an interrupted run; it "
             "will be produced again",
             self.path,
-            "record" if isinstance(self, Journal) else "row",
+            self.what,
             dropped,
         )
         with open(self.path, "r+b") as fh:
@@ -348,6 +348,8 @@ class AppendFile:
 
 class Journal(AppendFile):
     """An append-only JSONL file of records (JSON objects), one per line."""
+
+    what = "record"
 
     def _parse(self, data: bytes) -> tuple[list[dict[str, Any]], int]:
         """Records of complete lines, and the size of the part that holds them."""
@@ -453,6 +455,8 @@ class CsvJournal(AppendFile):
         path: The file.
         columns: The header; columns of a row that are not in it are dropped.
     """
+
+    what = "row"
 
     def __init__(self, path: str | os.PathLike, columns: list[str]) -> None:
         super().__init__(path)

@@ -37,31 +37,17 @@ from qponder.distill.runner import (
     dataset_root,
     load_samples,
     open_outputs,
+    reject_record,
     run_settings,
+    verdict_record,
 )
 from qponder.errors import BadImageError
 from qponder.prompts import load_prompts, teacher_prompt
-from qponder.runfiles import RunFileError, read_jsonl, write_json_atomic
+from qponder.runfiles import Journal, RunFileError, read_jsonl, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 CHAT_URL = "/v1/chat/completions"
-
-
-def _record(sample: Any, teacher: str, version: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "id": sample.id,
-        "image": str(sample.image_path),
-        "mos": float(sample.mos),
-        **fields,
-        "teacher": teacher,
-        "prompt_version": version,
-    }
-
-
-def _reject(sample: Any, teacher: str, version: str, reason: str, detail: str, **scores: Any):
-    fields = {"reason": reason, "detail": detail, "teacher_score": None, "teacher_scores": []}
-    return _record(sample, teacher, version, **{**fields, **scores})
 
 
 def _teacher_name(recipe: Recipe) -> str:
@@ -124,9 +110,7 @@ def export_batch(
             try:
                 image = load_image(sample.image_path, max_side=cfg.max_side)
             except BadImageError as exc:
-                outputs.commit(
-                    _reject(sample, teacher, prompts.version, BAD_IMAGE, str(exc)), False
-                )
+                outputs.commit(reject_record(sample, teacher, prompts, BAD_IMAGE, str(exc)), False)
                 bad += 1
                 continue
             mos = float(sample.mos) if cfg.mode == "guided" else None
@@ -136,18 +120,11 @@ def export_batch(
                     "temperature": cfg.temperature, "max_tokens": cfg.max_tokens}  # fmt: skip
             lines.append({"custom_id": str(sample.id), "method": "POST", "url": CHAT_URL,
                           "body": body})  # fmt: skip
-        write_jsonl_atomic(requests, lines)
+        Journal(requests).rewrite(lines)  # whole or not at all
         report.update(status="exported", **outputs.tally.summary())
         write_json_atomic(outputs.paths.report, report)
     return {"requests": len(lines), "bad_images": bad, "already_done": len(samples) - len(pending),
             "file": str(requests)}  # fmt: skip
-
-
-def write_jsonl_atomic(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
-    """Write ``rows`` as a JSONL file, whole or not at all."""
-    from qponder.runfiles import write_text_atomic
-
-    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def _result_replies(line: dict[str, Any]) -> tuple[list[Any] | None, str]:
@@ -218,22 +195,13 @@ def import_batch(
                 continue
             replies, why = _result_replies(line)
             if replies is None:
-                outputs.commit(_reject(sample, teacher, prompts.version, TEACHER_ERROR, why), False)
+                outputs.commit(reject_record(sample, teacher, prompts, TEACHER_ERROR, why), False)
                 counts["failed"] += 1
                 continue
             verdict = judge_replies(replies, float(sample.mos), cfg.tolerance, cfg.mode)
-            scores = {"teacher_score": verdict.teacher_score,
-                      "teacher_scores": verdict.teacher_scores}  # fmt: skip
-            if verdict.kept:
-                record = _record(sample, teacher, prompts.version, prompt=prompts.student_instruction,
-                                 completion=verdict.completion, **scores)  # fmt: skip
-                outputs.commit(record, True)
-                counts["kept"] += 1
-            else:
-                record = _reject(sample, teacher, prompts.version, verdict.reason, verdict.detail,
-                                 **scores)  # fmt: skip
-                outputs.commit(record, False)
-                counts["rejected"] += 1
+            record, kept = verdict_record(sample, teacher, prompts, verdict)
+            outputs.commit(record, kept)
+            counts["kept" if kept else "rejected"] += 1
         counts["pending"] = sum(1 for s in samples if str(s.id) not in outputs.done)
         status = "complete" if counts["pending"] == 0 else "pending"
         report.update(status=status, total=len(samples), **outputs.tally.summary(), batch=counts)

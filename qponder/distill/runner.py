@@ -185,6 +185,53 @@ class Tally:
         }
 
 
+def distill_record(sample: Any, teacher: str, prompts: PromptSet, **fields: Any) -> dict[str, Any]:
+    """One journal line for ``sample``: its id, image and MOS, ``fields``, the teacher's
+    name and the prompt version."""
+    return {
+        "id": sample.id,
+        "image": str(sample.image_path),
+        "mos": float(sample.mos),
+        **fields,
+        "teacher": teacher,
+        "prompt_version": prompts.version,
+    }
+
+
+def reject_record(
+    sample: Any,
+    teacher: str,
+    prompts: PromptSet,
+    reason: str,
+    detail: str,
+    score: float | None = None,
+    scores: list[float] | None = None,
+) -> dict[str, Any]:
+    """The rejected-journal line of ``sample``, with its reason and detail."""
+    return distill_record(sample, teacher, prompts, reason=reason, detail=detail,
+                          teacher_score=score, teacher_scores=scores or [])  # fmt: skip
+
+
+def verdict_record(
+    sample: Any, teacher: str, prompts: PromptSet, verdict: Any
+) -> tuple[dict[str, Any], bool]:
+    """The journal line a filter verdict gives ``sample``, and whether it is kept."""
+    if not verdict.kept:
+        record = reject_record(sample, teacher, prompts, verdict.reason, verdict.detail,
+                               verdict.teacher_score, verdict.teacher_scores)  # fmt: skip
+        return record, False
+    record = distill_record(
+        sample,
+        teacher,
+        prompts,
+        prompt=prompts.student_instruction,
+        completion=verdict.completion,
+        teacher_score=verdict.teacher_score,
+        teacher_scores=verdict.teacher_scores,
+    )
+    return record, True
+
+
 class _Run:
     """One distillation: state shared by the workers (all on one event loop)."""
 
@@ -255,31 +302,8 @@ class _Run:
             "teacher": self.teacher.stats.to_dict() if self.teacher else None,
         }
 
-    def _record(self, sample: Any, **fields: Any) -> dict[str, Any]:
-        return {
-            "id": sample.id,
-            "image": str(sample.image_path),
-            "mos": float(sample.mos),
-            **fields,
-            "teacher": self.teacher.name,
-            "prompt_version": self.prompts.version,
-        }
-
-    def _reject(
-        self,
-        sample: Any,
-        reason: str,
-        detail: str,
-        score: float | None = None,
-        scores: list[float] | None = None,
-    ) -> tuple[dict[str, Any], bool]:
-        fields = {
-            "reason": reason,
-            "detail": detail,
-            "teacher_score": score,
-            "teacher_scores": scores or [],
-        }
-        return self._record(sample, **fields), False
+    def _reject(self, sample: Any, reason: str, detail: str) -> tuple[dict[str, Any], bool]:
+        return reject_record(sample, self.teacher.name, self.prompts, reason, detail), False
 
     async def process(self, sample: Any) -> tuple[dict[str, Any], bool]:
         """Return the record for one image and whether it is kept."""
@@ -302,22 +326,7 @@ class _Run:
         except TeacherError as exc:
             return self._reject(sample, TEACHER_ERROR, str(exc))
         verdict = judge_replies(replies, mos, self.cfg.tolerance, self.cfg.mode)
-        if not verdict.kept:
-            return self._reject(
-                sample,
-                verdict.reason,
-                verdict.detail,
-                verdict.teacher_score,
-                verdict.teacher_scores,
-            )
-        record = self._record(
-            sample,
-            prompt=self.prompts.student_instruction,
-            completion=verdict.completion,
-            teacher_score=verdict.teacher_score,
-            teacher_scores=verdict.teacher_scores,
-        )
-        return record, True
+        return verdict_record(sample, self.teacher.name, self.prompts, verdict)
 
     def commit(self, record: dict[str, Any], kept: bool) -> None:
         """Write one record durably, count it, and stop the run if the teacher is down."""

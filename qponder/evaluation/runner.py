@@ -261,10 +261,10 @@ def _run(out, run_cfg, state, model, cfg, model_config, base_url, instruction, s
             if key in wanted and key not in seen:
                 seen.add(key)
                 rows.append(r)
-        if judge is not None:
-            rows = _judge_rows(out, rows, judge)
-        if describe_judge is not None:
-            rows = _grade_rows(out, rows, describe_judge)
+        changed = judge is not None and _judge_rows(rows, judge)
+        changed = (describe_judge is not None and _grade_rows(rows, describe_judge)) or changed
+        if changed:  # record the annotations, so a resumed run annotates only new rows
+            _rewrite_predictions(out, rows)
         meta = {
             "model": run_cfg["model"],
             "backend": cfg.backend,
@@ -282,7 +282,7 @@ def _run(out, run_cfg, state, model, cfg, model_config, base_url, instruction, s
     return summary
 
 
-def _judge_rows(out: Path, rows: list[dict[str, Any]], judge: Any) -> list[dict[str, Any]]:
+def _judge_rows(rows: list[dict[str, Any]], judge: Any) -> bool:
     """Give every row with a parsed score and a reasoning the score its reasoning implies
     (``implied_score``, read by ``judge`` without the image or the answer)."""
 
@@ -298,10 +298,10 @@ def _judge_rows(out: Path, rows: list[dict[str, Any]], judge: Any) -> list[dict[
             for row, value in zip(chunk, implied, strict=True):
                 row["implied_score"] = value
 
-    return _annotate_rows(out, rows, "implied_score", annotate)
+    return _annotate_rows(rows, "implied_score", annotate)
 
 
-def _grade_rows(out: Path, rows: list[dict[str, Any]], grader: Any) -> list[dict[str, Any]]:
+def _grade_rows(rows: list[dict[str, Any]], grader: Any) -> bool:
     """Give every row with a reasoning the description judge's grades of what it asserts
     (``description_grades``: ``{grades: {kind: visible}, error}``)."""
     from qponder.data import load_image
@@ -320,24 +320,24 @@ def _grade_rows(out: Path, rows: list[dict[str, Any]], grader: Any) -> list[dict
         for (row, _), grade in zip(todo, grades, strict=True):
             row["description_grades"] = grade.to_dict()
 
-    return _annotate_rows(out, rows, "description_grades", annotate)
+    return _annotate_rows(rows, "description_grades", annotate)
 
 
-def _annotate_rows(
-    out: Path, rows: list[dict[str, Any]], key: str, annotate: Any
-) -> list[dict[str, Any]]:
-    """Let ``annotate`` add ``key`` to the rows that lack it, and record them in
-    ``predictions.jsonl`` (rewritten whole), so a resumed run annotates only new rows."""
+def _annotate_rows(rows: list[dict[str, Any]], key: str, annotate: Any) -> bool:
+    """Let ``annotate`` add ``key`` to the rows that lack it; True when there were any."""
     fresh = [r for r in rows if key not in r]
-    if not fresh:
-        return rows
-    annotate(fresh)
+    if fresh:
+        annotate(fresh)
+    return bool(fresh)
+
+
+def _rewrite_predictions(out: Path, rows: list[dict[str, Any]]) -> None:
+    """Replace ``predictions.jsonl`` whole, its rows updated from ``rows`` (same keys)."""
     by_key = {(r["dataset"], str(r["id"])): r for r in rows}
     everything = [
         by_key.get((r["dataset"], str(r["id"])), r) for r in read_jsonl(out / PREDICTIONS)
     ]
     Journal(out / PREDICTIONS).rewrite(everything)
-    return rows
 
 
 def _score_shard(
