@@ -20,7 +20,13 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "training.md"
 
 def test_the_expected_recipes_are_shipped():
     names = {p.stem for p in RECIPES}
-    assert {"tiny-demo", "qwen2.5-vl-7b-koniq", "qwen2.5-vl-7b-koniq-lora"} <= names
+    assert {
+        "tiny-demo",
+        "qwen2.5-vl-7b-koniq",
+        "qwen2.5-vl-7b-koniq-lora",
+        "qwen3-vl-8b-koniq",
+        "qwen3-vl-8b-koniq-lora",
+    } <= names
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
@@ -49,8 +55,9 @@ def test_the_paper_recipe_is_the_paper_setting():
     assert {"koniq", "spaq", "kadid", "pipal", "livec", "agiqa3k", "csiq"} <= set(r.eval.datasets)
 
 
-def test_the_lora_variant_differs_only_where_lora_needs_it():
-    full, lora = load_recipe("qwen2.5-vl-7b-koniq"), load_recipe("qwen2.5-vl-7b-koniq-lora")
+@pytest.mark.parametrize("name", ["qwen2.5-vl-7b-koniq", "qwen3-vl-8b-koniq"])
+def test_the_lora_variant_differs_only_where_lora_needs_it(name):
+    full, lora = load_recipe(name), load_recipe(f"{name}-lora")
     assert lora.model.lora.enabled and lora.model.lora.merge_on_save and lora.model.freeze_vision
     assert lora.sft.trl["learning_rate"] > full.sft.trl["learning_rate"]
     assert (
