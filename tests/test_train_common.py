@@ -85,3 +85,23 @@ def test_a_finished_folder_replaces_the_old_one_whole(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
     assert (final / "model.safetensors").read_text() == "new"
     assert (final / "config.json").is_file()
+
+
+def test_half_precision_full_training_without_master_weights_is_detected():
+    import torch
+
+    from qponder.train.common import updates_round_in_half_precision
+
+    class Trainer:
+        def __init__(self, model, deepspeed=False):
+            self.model, self.is_deepspeed_enabled, self.is_fsdp_enabled = model, deepspeed, False
+
+    bf16 = torch.nn.Linear(4, 4).to(torch.bfloat16)
+    assert updates_round_in_half_precision(Trainer(bf16))
+    assert not updates_round_in_half_precision(Trainer(bf16, deepspeed=True))  # fp32 master
+    assert not updates_round_in_half_precision(Trainer(torch.nn.Linear(4, 4)))  # fp32 weights
+    bf16.peft_config = {"default": None}  # LoRA: the adapters are fp32
+    assert not updates_round_in_half_precision(Trainer(bf16))
+    # and the reason it matters: a 1e-5 step does not move a bf16 weight of 0.02
+    w = torch.tensor([0.02], dtype=torch.bfloat16)
+    assert torch.equal(w - 1e-5, w)

@@ -214,6 +214,14 @@ def finish_training(
     resume from the newest complete checkpoint, train, and write ``RUN/final``."""
     from qponder.train.callbacks import build_validation
 
+    if updates_round_in_half_precision(trainer):
+        logger.warning(
+            "full-parameter training of a %s model without DeepSpeed or FSDP: no fp32 master "
+            "weights, so AdamW updates smaller than the weights' precision (most of them at "
+            "learning rates of 1e-5 and below) are rounded away; use LoRA, a DeepSpeed "
+            "config (configs/accelerate), or model.dtype=float32 (docs/training.md)",
+            next(trainer.model.parameters()).dtype,
+        )
     validation = build_validation(validation_cfg, out, instruction, recipe.seed)
     if validation is not None:
         validation.attach(trainer)
@@ -222,6 +230,24 @@ def finish_training(
         logger.info("resuming from %s", resume)
     trainer.train(resume_from_checkpoint=resume)
     return save_final(trainer, out, recipe.model, force_merge=merged_adapter)
+
+
+def updates_round_in_half_precision(trainer: Any) -> bool:
+    """Whether the trainer updates bf16/fp16 weights in place with no fp32 master copy:
+    full-parameter training (no PEFT adapter) of a half-precision model, without DeepSpeed
+    or FSDP (which keep fp32 master weights). The HF Trainer's ``bf16=True`` only adds
+    autocast; it does not upcast a model loaded in bf16."""
+    import torch
+
+    model = trainer.model
+    if hasattr(model, "peft_config"):
+        return False
+    if getattr(trainer, "is_deepspeed_enabled", False) or getattr(
+        trainer, "is_fsdp_enabled", False
+    ):
+        return False
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return bool(trainable) and all(p.dtype in (torch.bfloat16, torch.float16) for p in trainable)
 
 
 def save_final(trainer: Any, out: Path, model_cfg: ModelConfig, force_merge: bool = False) -> Path:
