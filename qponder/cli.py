@@ -176,8 +176,23 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
 def _add_model(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("model", help="model utilities")
     msub = p.add_subparsers(dest="model_cmd", required=True, metavar="{tiny,pretrain-vision}")
-    t = msub.add_parser("tiny", help="build the tiny offline Qwen2.5-VL (random weights)")
+    from qponder.models.families import FAMILY_NAMES
+
+    t = msub.add_parser(
+        "tiny",
+        help="build a tiny offline VLM of any supported family (random weights)",
+        description="Build a tiny, randomly initialised model of a VLM family, offline: the "
+        "family's real model and processor classes and chat template, a small tokenizer "
+        "trained here, saved as a standard checkpoint. Families and what works with each: "
+        "docs/models.md.",
+    )
     t.add_argument("--out", required=True, help="output folder (a standard checkpoint)")
+    t.add_argument(
+        "--family",
+        choices=FAMILY_NAMES,
+        default="qwen2_5_vl",
+        help="model family (default qwen2_5_vl)",
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument(
         "--hidden-size", type=_at_least(1), default=64, help="language-model width (default 64)"
@@ -194,7 +209,7 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
         "--max-pixels",
         type=_at_least(28 * 28),
         default=112 * 112,
-        help="pixels per image (default 12544)",
+        help="pixels per image, Qwen2.5-VL only (default 12544)",
     )
     t.add_argument(
         "--vocab-size",
@@ -265,10 +280,11 @@ def _cmd_model_tiny(args: argparse.Namespace) -> int:
             vision_hidden_size=args.vision_hidden_size,
             max_pixels=args.max_pixels,
             vocab_size=args.vocab_size,
+            family=args.family,
         )
     except ValueError as exc:  # sizes that do not fit together
         raise CLIError(str(exc)) from None
-    print(f"wrote tiny model to {path}", file=sys.stderr)
+    print(f"wrote tiny {args.family} model to {path}", file=sys.stderr)
     return 0
 
 

@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from qponder.errors import QponderError
+from qponder.parsing import with_reasoning
 
 DUMMY_API_KEY = "EMPTY"  # local servers accept any key; the SDK refuses none
 
@@ -82,9 +83,9 @@ def message_text(message: Any) -> str | None:
     if content is not None and not isinstance(content, str):
         return None
     thought = getattr(message, "reasoning_content", None) or getattr(message, "reasoning", None)
-    if isinstance(thought, str) and thought.strip() and "<think" not in (content or ""):
-        return f"<think>\n{thought.strip()}\n</think>\n{content or ''}"
-    return content
+    if content is None and not (isinstance(thought, str) and thought.strip()):
+        return None
+    return with_reasoning(content or "", thought)
 
 
 def error_text(exc: BaseException, limit: int = 300) -> str:

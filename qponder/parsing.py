@@ -103,13 +103,29 @@ class ParsedCompletion:
         return self.score is not None
 
 
+def with_reasoning(content: str, reasoning: object) -> str:
+    """``content`` with a reasoning that a response parser split off (a server's
+    ``--reasoning-parser``, TRL's ``parse_response``) put back in a ``<think>`` block before
+    it; ``content`` as it is when there is none or it already has its ``<think>``.
+
+    Example:
+        >>> with_reasoning("<answer>3</answer>", "sharp")
+        '<think>\\nsharp\\n</think>\\n<answer>3</answer>'
+    """
+    if isinstance(reasoning, str) and reasoning.strip() and "<think" not in content:
+        return f"<think>\n{reasoning.strip()}\n</think>\n{content.lstrip()}"
+    return content
+
+
 def completion_text(completion: str | list | dict) -> str:
     """Return the text of a completion given as a string or in TRL's conversational form.
 
     Args:
         completion: A string, a message dict ``{"role", "content"}``, or a list of such
             messages (the assistant turn TRL passes to reward functions). Content may be a
-            string or a list of ``{"type": "text", "text": ...}`` parts.
+            string or a list of ``{"type": "text", "text": ...}`` parts; a message's
+            ``reasoning_content`` (or ``reasoning``), set by a response parser, is put
+            back inside ``<think> </think>`` before the content.
 
     Returns:
         The concatenated text.
@@ -117,10 +133,14 @@ def completion_text(completion: str | list | dict) -> str:
     if isinstance(completion, str):
         return completion
     if isinstance(completion, dict):
-        content = completion.get("content", "")
-        if isinstance(content, str):
-            return content
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        content = completion.get("content") or ""
+        if not isinstance(content, str):
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        # a response parser (TRL's parse_response, a server's reasoning parser) may have
+        # moved the reasoning out of the text: put it back where the format has it
+        return with_reasoning(
+            content, completion.get("reasoning_content") or completion.get("reasoning")
+        )
     if isinstance(completion, list):
         return "".join(completion_text(m) for m in completion)
     raise TypeError(f"unsupported completion type: {type(completion).__name__}")

@@ -165,3 +165,39 @@ def teacher_prompt(prompts: PromptSet, mode: str, mos: float | None = None) -> s
             raise ValueError("guided mode needs the MOS of the image")
         return prompts.teacher_guided.format(mos=mos)
     raise ValueError(f"unknown teacher mode {mode!r}; use 'blind' or 'guided'")
+
+
+THINK_OPEN = "<think>"
+
+
+def opened_by_template(generation_prompt: str) -> str:
+    """The start of the output format that a chat template's generation prompt already
+    wrote: ``"<think>\\n"`` when the prompt ends inside an open ``<think>`` block (Qwen3.5
+    and other thinking templates open it themselves), else ``""``.
+
+    What a model generates after such a prompt starts inside its reasoning; prepending
+    this text gives the whole ``<think>...</think><answer>...</answer>`` completion that
+    parsing and rewards read. A block the template opens and closes again (a "no
+    thinking" prompt ending in ``<think>\\n\\n</think>``) is not open.
+
+    Example:
+        >>> opened_by_template("<|im_start|>assistant\\n<think>\\n")
+        '<think>\\n'
+        >>> opened_by_template("<|im_start|>assistant\\n<think>\\n\\n</think>\\n\\n")
+        ''
+    """
+    tail = generation_prompt.rstrip()
+    return f"{THINK_OPEN}\n" if tail.endswith(THINK_OPEN) else ""
+
+
+def after_opened(opened: str, text: str) -> str:
+    """``text`` (a whole completion) without the part the template already ``opened``: what
+    follows the generation prompt when the completion is written out after it.
+
+    Example:
+        >>> after_opened("<think>\\n", "<think>\\nSharp.\\n</think>")
+        'Sharp.\\n</think>'
+    """
+    if opened and text.lstrip().startswith(THINK_OPEN):
+        return text.lstrip()[len(THINK_OPEN) :].lstrip("\n")
+    return text

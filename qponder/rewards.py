@@ -339,3 +339,22 @@ def build_reward_functions(
         "rewards: %s", ", ".join(f"{f.__name__}={w:g}" for f, w in zip(funcs, weights, strict=True))
     )
     return funcs, weights
+
+
+def with_opened(funcs: list[RewardFunc], opened: str) -> list[RewardFunc]:
+    """The reward functions, reading each completion with ``opened`` in front: the start of
+    the output format that the policy's chat template wrote into the prompt (Qwen3.5's
+    ``<think>``; see :func:`qponder.prompts.opened_by_template`). Names are kept, for TRL's
+    logs. Unchanged when ``opened`` is empty.
+    """
+    if not opened:
+        return funcs
+
+    def wrap(func: RewardFunc) -> RewardFunc:
+        def reward(completions: list, **kwargs: Any) -> list[float | None]:
+            return func([opened + completion_text(c) for c in completions], **kwargs)
+
+        reward.__name__ = func.__name__
+        return reward
+
+    return [wrap(f) for f in funcs]

@@ -157,6 +157,8 @@ def test_env_prints_json(capsys):
     [
         (["model", "tiny", "--out", "t", "--hidden-size", "0"], "argument --hidden-size: must be >= 1"),
         (["model", "tiny", "--out", "t", "--hidden-size", "30"], "hidden_size / num_heads"),
+        (["model", "tiny", "--out", "t", "--family", "llama"],
+         "argument --family: invalid choice: 'llama' (choose from 'qwen2_5_vl', 'qwen3_vl'"),
         (["distill", "--dataset", "x:y", "--out", "o.jsonl", "--limit", "-1"], "--limit: must be >= 1"),
         (["eval", "--model", "m", "--dataset", "x:y", "--out", "o", "--batch-size", "0"],
          "eval.batch_size: must be >= 1, got 0"),

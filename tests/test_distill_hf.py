@@ -19,6 +19,7 @@ EOS = 2
 
 class FakeTokenizer:
     eos_token_id = EOS
+    bos_token = None
     padding_side = "right"
 
     def batch_decode(self, rows, skip_special_tokens=True):
@@ -41,7 +42,9 @@ class FakeProcessor:
         assert messages[1]["content"][0] == {"type": "image"} and add_generation_prompt
         return messages[1]["content"][1]["text"]
 
-    def __call__(self, text, images, padding, return_tensors):
+    def __call__(self, text, images, padding, return_tensors, add_special_tokens=True):
+        assert all(len(per_prompt) == 1 for per_prompt in images)  # one image per prompt
+        images = [per_prompt[0] for per_prompt in images]
         self.calls.append([img.size for img in images])
         ids = [[100 + img.getpixel((0, 0))[0]] for img in images]
         return FakeInputs(input_ids=torch.tensor(ids))

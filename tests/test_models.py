@@ -12,8 +12,9 @@ from PIL import Image
 from qponder.config import LoraSettings, ModelConfig
 from qponder.errors import QponderError
 from qponder.models import freeze_vision_tower, load_model, load_processor, resolve_dtype
+from qponder.models.families import mrope_section
 from qponder.models.readout import score_token_ids
-from qponder.models.tiny import build_tiny_model, default_corpus, mrope_section
+from qponder.models.tiny import build_tiny_model, default_corpus
 from qponder.prompts import DEFAULT_PROMPTS, student_messages
 
 CORPUS = [DEFAULT_PROMPTS.student_instruction, DEFAULT_PROMPTS.teacher_blind] * 5 + [

@@ -7,9 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from qponder.models.families import qwen2_5_vl_chat_template, train_tokenizer
 from qponder.models.judge import HFJudge, OpenAIJudge, build_judge
 from qponder.models.readout import score_token_ids
-from qponder.models.tiny import generic_iqa_sentences, qwen2_5_vl_chat_template, train_tokenizer
+from qponder.models.tiny import generic_iqa_sentences
 
 
 class _ReadingModel:

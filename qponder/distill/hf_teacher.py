@@ -125,6 +125,9 @@ class HFTeacher(Teacher):
     def _generate_batch(self, requests: list[TeacherRequest]) -> list[list[TeacherReply]]:
         import torch
 
+        from qponder.models import prompt_inputs
+        from qponder.prompts import opened_by_template
+
         n = requests[0].n
         texts = [
             self.processor.apply_chat_template(
@@ -133,8 +136,8 @@ class HFTeacher(Teacher):
             for r in requests
         ]
         images = [_downscale(r.image, self.max_side) for r in requests]
-        inputs = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
-        inputs = inputs.to(self.model.device)
+        inputs = prompt_inputs(self.processor, texts, images).to(self.model.device)
+        opened = opened_by_template(texts[0])  # a thinking template opens <think> itself
         sampling = self.temperature > 0
         kwargs: dict[str, Any] = {"max_new_tokens": self.max_tokens, "do_sample": sampling}
         if sampling:
@@ -149,7 +152,7 @@ class HFTeacher(Teacher):
         texts_out = self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         eos = self._eos_ids()
         finishes = ["stop" if any(int(t) in eos for t in row) else "length" for row in new_tokens]
-        flat = [TeacherReply(t, f) for t, f in zip(texts_out, finishes, strict=True)]
+        flat = [TeacherReply(opened + t, f) for t, f in zip(texts_out, finishes, strict=True)]
         return [flat[i * n : (i + 1) * n] for i in range(len(requests))]
 
     def _eos_ids(self) -> set[int]:

@@ -37,7 +37,7 @@ from qponder.parsing import (
     answer_token_index,
     expected_from_logprobs,
 )
-from qponder.prompts import STUDENT_INSTRUCTION, student_messages
+from qponder.prompts import STUDENT_INSTRUCTION, opened_by_template, student_messages
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +127,7 @@ class HFBackend:
         self.seed = seed
         self._calls = 0
         self.prompt = _prompt_text(processor, instruction)
+        self.opened = opened_by_template(self.prompt)  # e.g. Qwen3.5 opens <think> itself
         self.digit_ids = _digit_ids(self.tokenizer)
         self._stop_ids = self._stop_token_ids()
 
@@ -167,9 +168,11 @@ class HFBackend:
         import torch
         from transformers import LogitsProcessorList
 
-        inputs = self.processor(
-            text=[self.prompt] * len(images), images=images, padding=True, return_tensors="pt"
-        ).to(self.model.device)
+        from qponder.models import prompt_inputs
+
+        inputs = prompt_inputs(self.processor, [self.prompt] * len(images), images).to(
+            self.model.device
+        )
         recorder = _DigitLogitsRecorder(self.digit_ids) if self.digit_ids else None
         devices = [self.model.device] if self.model.device.type == "cuda" else []
         # sampling draws from a forked RNG seeded per call: reproducible, and the caller's
@@ -195,7 +198,7 @@ class HFBackend:
     def _generation(self, ids: list[int], digit_logits: Any) -> Generation:
         from qponder.models.readout import expected_scores
 
-        text = self._decode(ids)
+        text = self.opened + self._decode(ids)
         if digit_logits is None:
             return Generation(text=text, expected_score_reason=DIGITS_SPLIT)
         j = answer_token_index(ids, self._decode)
@@ -265,6 +268,7 @@ class VLLMBackend:
         self.llm = llm
         self.tokenizer = llm.get_tokenizer()
         self.prompt = _prompt_text(load_processor(model_path, cfg), instruction)
+        self.opened = opened_by_template(self.prompt)
         self.digit_ids = _digit_ids(self.tokenizer)
         self.max_new_tokens = max_new_tokens
         self.seed = seed
@@ -290,18 +294,19 @@ class VLLMBackend:
 
     def _generation(self, completion: Any) -> Generation:
         ids = list(completion.token_ids)
+        text = self.opened + completion.text
         if not self.digit_ids:
-            return Generation(text=completion.text, expected_score_reason=DIGITS_SPLIT)
+            return Generation(text=text, expected_score_reason=DIGITS_SPLIT)
         if not completion.logprobs:
-            return Generation(text=completion.text, expected_score_reason=NO_LOGPROBS)
+            return Generation(text=text, expected_score_reason=NO_LOGPROBS)
         j = answer_token_index(ids, self._decode)
         if j is None:
-            return Generation(text=completion.text, expected_score_reason=NO_ANSWER_POSITION)
+            return Generation(text=text, expected_score_reason=NO_ANSWER_POSITION)
         if ids[j] not in self.digit_ids:
-            return Generation(text=completion.text, expected_score_reason=NOT_A_DIGIT)
+            return Generation(text=text, expected_score_reason=NOT_A_DIGIT)
         top = completion.logprobs[j]  # token id -> Logprob(logprob, rank, decoded_token)
         by_digit = {str(k + 1): top[i].logprob for k, i in enumerate(self.digit_ids) if i in top}
-        return Generation(text=completion.text, expected_score=expected_from_logprobs(by_digit))
+        return Generation(text=text, expected_score=expected_from_logprobs(by_digit))
 
 
 # --------------------------------------------------------------------------- OpenAI-compatible

@@ -92,16 +92,58 @@ def image_only_processor_class(cls: type) -> type:
 
     def to_dict(self) -> dict[str, Any]:
         out = cls.to_dict(self)
-        entry = video_processor_entry(out.get("image_processor"))
+        for name in _own_settings(cls):  # the parent's settings (image_seq_len, ...)
+            if hasattr(self, name) and name not in out:
+                out[name] = getattr(self, name)
+        entry = video_processor_entry(out.get("image_processor"), _video_processor_type(cls))
         if entry is not None:
             out.setdefault("video_processor", entry)
         return out
 
     namespace = {"__init__": __init__, "to_dict": to_dict, "__module__": cls.__module__}
+    if "video_processor" in _VIDEO_DEFAULTS_IN_TEMPLATE.get(cls.__name__, ()):
+        # SmolVLM's apply_chat_template reads its video processor's frame defaults even for
+        # image-only conversations; without a video processor, the generic one is used
+        from transformers.processing_utils import ProcessorMixin
+
+        namespace["apply_chat_template"] = ProcessorMixin.apply_chat_template
     return type(cls.__name__, (cls,), namespace)
 
 
-def video_processor_entry(image_processor: dict[str, Any] | None) -> dict[str, Any] | None:
+# processors whose apply_chat_template needs the video processor for image-only chats
+_VIDEO_DEFAULTS_IN_TEMPLATE: dict[str, tuple[str, ...]] = {"SmolVLMProcessor": ("video_processor",)}
+
+
+_SUB_PROCESSORS = frozenset(
+    {"self", "image_processor", "tokenizer", "video_processor", "chat_template", "kwargs"}
+)
+
+
+def _own_settings(cls: type) -> list[str]:
+    """The names of a processor class's own ``__init__`` settings (not its parts)."""
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters.values()
+    return [
+        p.name
+        for p in params
+        if p.name not in _SUB_PROCESSORS and p.kind == p.POSITIONAL_OR_KEYWORD
+    ]
+
+
+def _video_processor_type(cls: type) -> str | None:
+    """The video processor class named after the processor class ``cls`` (InternVL,
+    SmolVLM, LLaVA-OneVision, Qwen3-VL), when transformers has one; None otherwise (then
+    the image processor's name gives it, as for Qwen2.5-VL's ``Qwen2VLVideoProcessor``)."""
+    import transformers
+
+    name = cls.__name__.removesuffix("Processor") + "VideoProcessor"
+    return name if name in dir(transformers) else None
+
+
+def video_processor_entry(
+    image_processor: dict[str, Any] | None, video_type: str | None = None
+) -> dict[str, Any] | None:
     """The ``video_processor`` entry of ``processor_config.json`` for a Qwen-VL-style
     processor saved without its video processor (no torchvision here).
 
@@ -114,6 +156,11 @@ def video_processor_entry(image_processor: dict[str, Any] | None) -> dict[str, A
     processor". The entry is therefore the image processor's settings under the matching
     video processor type, the same settings the fallback would read.
 
+    Args:
+        image_processor: The image processor's saved settings.
+        video_type: The video processor class paired with the processor; by default the
+            image processor's name with ``VideoProcessor`` in place of ``ImageProcessor``.
+
     Returns:
         The entry, or None when the image processor has no ``...ImageProcessor`` type.
     """
@@ -124,7 +171,7 @@ def video_processor_entry(image_processor: dict[str, Any] | None) -> dict[str, A
         return None
     base = kind.removesuffix("Fast").removesuffix("Pil").removesuffix("ImageProcessor")
     entry = {k: v for k, v in image_processor.items() if k != "image_processor_type"}
-    entry["video_processor_type"] = f"{base}VideoProcessor"
+    entry["video_processor_type"] = video_type or f"{base}VideoProcessor"
     return entry
 
 
@@ -145,8 +192,23 @@ def _build_image_only_processor(path: str, config_path: str, trust_remote_code: 
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     cls = image_only_processor_class(getattr(transformers, cls_name))
     return cls(
-        image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        chat_template=tokenizer.chat_template,
+        **_saved_processor_kwargs(path, cls),
     )
+
+
+def _saved_processor_kwargs(path: str, cls: type) -> dict[str, Any]:
+    """The processor's own settings saved in ``processor_config.json`` (LLaVA-OneVision's
+    ``num_image_tokens``, SmolVLM's ``image_seq_len``, ...), as its ``__init__`` takes them."""
+    from transformers.utils import cached_file
+
+    f = cached_file(path, "processor_config.json", _raise_exceptions_for_missing_entries=False)
+    if f is None:
+        return {}
+    saved = json.loads(Path(f).read_text(encoding="utf-8"))
+    return {k: saved[k] for k in _own_settings(cls.__mro__[1]) if k in saved}
 
 
 def _has_image_processor(path: str) -> bool:
@@ -163,8 +225,23 @@ def _has_image_processor(path: str) -> bool:
     return False
 
 
+def takes_pixel_limits(image_processor: Any) -> bool:
+    """Whether an image processor resizes to a pixel budget (Qwen-VL style: ``size`` holds
+    ``shortest_edge``/``longest_edge`` as pixel counts), so that ``model.min_pixels`` and
+    ``model.max_pixels`` mean something to it. Gemma 3 (a fixed size), SmolVLM (a longest
+    side), LLaVA-OneVision and InternVL (tiles of a fixed size) do not."""
+    size = getattr(image_processor, "size", None)
+    get = size.get if isinstance(size, dict) else (lambda k: getattr(size, k, None))
+    if size is None or get("height") or get("width"):
+        return False
+    return bool(get("shortest_edge") and get("longest_edge"))
+
+
 def apply_pixel_limits(processor: Any, min_pixels: int | None, max_pixels: int | None) -> None:
     """Set the resize bounds of a Qwen-style image processor (pixels per image).
+
+    Processors that resize otherwise (see :func:`takes_pixel_limits`) are left as they are,
+    with a warning naming them: their own settings in the checkpoint decide the image size.
 
     Args:
         processor: A processor with an ``image_processor``; a tokenizer is left alone.
@@ -173,6 +250,9 @@ def apply_pixel_limits(processor: Any, min_pixels: int | None, max_pixels: int |
     """
     ip = getattr(processor, "image_processor", None)
     if ip is None or (min_pixels is None and max_pixels is None):
+        return
+    if not takes_pixel_limits(ip):
+        _warn_pixel_limits_ignored(type(ip).__name__)
         return
     size = dict(getattr(ip, "size", None) or {})
     if min_pixels is not None:
@@ -184,6 +264,15 @@ def apply_pixel_limits(processor: Any, min_pixels: int | None, max_pixels: int |
         if hasattr(ip, "max_pixels"):
             ip.max_pixels = int(max_pixels)
     ip.size = size
+
+
+@cache
+def _warn_pixel_limits_ignored(name: str) -> None:
+    logger.warning(
+        "model.min_pixels / model.max_pixels: %s does not resize to a pixel budget; "
+        "ignored (its own size settings apply)",
+        name,
+    )
 
 
 def load_processor(path: str | os.PathLike, config: ModelConfig | None = None):
@@ -222,6 +311,27 @@ def load_processor(path: str | os.PathLike, config: ModelConfig | None = None):
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return processor
+
+
+def prompt_inputs(processor: Any, texts: list[str], images: list[Any]) -> Any:
+    """Model inputs (``BatchFeature``, PyTorch tensors, padded) for prompts the chat
+    template rendered, one image each.
+
+    Images are nested one list per prompt, the form every processor takes (Gemma 3 and
+    SmolVLM refuse a flat list); special tokens are not added again when the rendered
+    prompts already start with the BOS token (Gemma 3's template writes it, and a second
+    one shifts the model off its training distribution).
+    """
+    tokenizer = getattr(processor, "tokenizer", processor)
+    bos = tokenizer.bos_token
+    add_special = not (bos and all(t.startswith(bos) for t in texts))
+    return processor(
+        text=texts,
+        images=[[image] for image in images],
+        padding=True,
+        return_tensors="pt",
+        add_special_tokens=add_special,
+    )
 
 
 # --------------------------------------------------------------------------- model
@@ -374,6 +484,7 @@ __all__ = [
     "image_only_processor_class",
     "load_model",
     "load_processor",
+    "prompt_inputs",
     "resolve_dtype",
     "vision_parameters",
 ]

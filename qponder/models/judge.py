@@ -21,7 +21,12 @@ from typing import Any
 from qponder.endpoints import error_text, openai_client
 from qponder.errors import QponderError
 from qponder.parsing import expected_from_logprobs
-from qponder.prompts import STUDENT_INSTRUCTION, student_messages
+from qponder.prompts import (
+    STUDENT_INSTRUCTION,
+    after_opened,
+    opened_by_template,
+    student_messages,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +107,7 @@ class HFJudge(Judge):
         self.prefix = processor.apply_chat_template(
             messages, add_generation_prompt=True, tokenize=False
         )
+        self.opened = opened_by_template(self.prefix)  # Qwen3.5's template opens <think>
 
     @classmethod
     def from_pretrained(cls, path: str, model_config: Any = None, **kwargs: Any) -> HFJudge:
@@ -123,7 +129,7 @@ class HFJudge(Judge):
         try:
             for start in range(0, len(reasonings), self.batch_size):
                 chunk = [
-                    self.prefix + judge_prompt_suffix(r)
+                    self.prefix + after_opened(self.opened, judge_prompt_suffix(r))
                     for r in reasonings[start : start + self.batch_size]
                 ]
                 enc = self.tokenizer(

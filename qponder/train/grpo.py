@@ -69,6 +69,29 @@ def _check_vllm(opts: dict[str, Any]) -> None:
         )
 
 
+def single_image_inputs(processor: Any) -> None:
+    """Make ``processor`` leave out ``batch_num_images`` when every prompt has one image.
+
+    LLaVA-OneVision's processor returns it, and TRL 1.16's GRPOTrainer passes every
+    processor output on to ``_get_per_token_logps_and_entropies``, which does not take it
+    (TypeError at the first step). With one image per prompt (every qponder prompt), it
+    says what the model assumes without it, so leaving it out changes nothing.
+    """
+    cls = type(processor)
+    if getattr(cls, "_qponder_single_image", False):
+        return
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        out = cls.__call__(self, *args, **kwargs)
+        counts = out.get("batch_num_images") if hasattr(out, "get") else None
+        if counts is not None and all(int(n) == 1 for n in counts):
+            del out["batch_num_images"]
+        return out
+
+    namespace = {"__call__": __call__, "__module__": cls.__module__, "_qponder_single_image": True}
+    processor.__class__ = type(cls.__name__, (cls,), namespace)
+
+
 def train(
     recipe: Recipe,
     samples: Iterable[Any],
@@ -98,8 +121,8 @@ def train(
     from trl import GRPOConfig, GRPOTrainer
 
     from qponder.models.judge import build_judge
-    from qponder.prompts import load_prompts
-    from qponder.rewards import build_reward_functions, needs_judge, reward_weights
+    from qponder.prompts import load_prompts, opened_by_template, student_messages
+    from qponder.rewards import build_reward_functions, needs_judge, reward_weights, with_opened
 
     _check_vllm(recipe.grpo.trl)
     require_model(recipe)
@@ -121,9 +144,16 @@ def train(
         # the weights come from grpo.rewards alone (config refuses grpo.trl.reward_weights)
         args = trl_args(GRPOConfig, {**opts, "reward_weights": weights}, recipe, out, max_steps)
         model, processor, merged_adapter = load_policy(recipe)
+        # a thinking template (Qwen3.5) opens <think> in the prompt: rewards read it back
+        opened = opened_by_template(
+            processor.apply_chat_template(
+                student_messages(instruction), tokenize=False, add_generation_prompt=True
+            )
+        )
+        single_image_inputs(processor)
         trainer = GRPOTrainer(
             model=model,
-            reward_funcs=reward_funcs,
+            reward_funcs=with_opened(reward_funcs, opened),
             args=args,
             train_dataset=train_ds,
             processing_class=processor,  # without it TRL treats the model as text-only
