@@ -282,6 +282,36 @@ def _qwen_vision_ids(tok: Any) -> dict[str, int]:
     }
 
 
+def _text_config(tok: Any, s: Sizes, eos: str | list[str], pad: str, **extra: Any) -> dict:
+    """The language model's config of a tiny model (LLaMA, Qwen2 and Gemma-style keys)."""
+    ids = tok.convert_tokens_to_ids
+    return {
+        "vocab_size": len(tok),
+        "hidden_size": s.hidden_size,
+        "intermediate_size": s.mlp,
+        "num_hidden_layers": s.num_layers,
+        "num_attention_heads": s.num_heads,
+        "num_key_value_heads": s.kv_heads,
+        "max_position_embeddings": 4096,
+        "eos_token_id": ids(eos) if isinstance(eos, str) else [ids(t) for t in eos],
+        "pad_token_id": ids(pad),
+        **extra,
+    }
+
+
+def _vit_config(s: Sizes, image_size: int, patch: int, **extra: Any) -> dict:
+    """The vision encoder's config of a tiny model (SigLIP and InternViT-style keys)."""
+    return {
+        "hidden_size": s.vision_hidden_size,
+        "intermediate_size": 2 * s.vision_hidden_size,
+        "num_hidden_layers": s.vision_depth,
+        "num_attention_heads": s.vision_heads,
+        "image_size": image_size,
+        "patch_size": patch,
+        **extra,
+    }
+
+
 def _qwen3_vision(s: Sizes) -> dict[str, Any]:
     return {
         "depth": s.vision_depth,
@@ -372,29 +402,16 @@ def _build_gemma3(corpus: list[str], seed: int, s: Sizes, vocab: int) -> tuple[A
     )
     ids = tok.convert_tokens_to_ids
     config = Gemma3Config(
-        text_config={
-            "vocab_size": len(tok),
-            "hidden_size": s.hidden_size,
-            "intermediate_size": s.mlp,
-            "num_hidden_layers": s.num_layers,
-            "num_attention_heads": s.num_heads,
-            "num_key_value_heads": s.kv_heads,
-            "head_dim": s.head_dim,
-            "max_position_embeddings": 4096,
-            "sliding_window": 512,
-            "bos_token_id": ids("<bos>"),
-            "eos_token_id": [ids("<eos>"), ids("<end_of_turn>")],
-            "pad_token_id": ids("<pad>"),
-        },
-        vision_config={
-            "hidden_size": s.vision_hidden_size,
-            "intermediate_size": 2 * s.vision_hidden_size,
-            "num_hidden_layers": s.vision_depth,
-            "num_attention_heads": s.vision_heads,
-            "image_size": image_size,
-            "patch_size": patch,
-            "vision_use_head": False,
-        },
+        text_config=_text_config(
+            tok,
+            s,
+            ["<eos>", "<end_of_turn>"],
+            "<pad>",
+            head_dim=s.head_dim,
+            sliding_window=512,
+            bos_token_id=ids("<bos>"),
+        ),
+        vision_config=_vit_config(s, image_size, patch, vision_use_head=False),
         mm_tokens_per_image=tokens_per_image,
         boi_token_index=ids(boi),
         eoi_token_index=ids(eoi),
@@ -450,27 +467,15 @@ def _build_smolvlm(corpus: list[str], seed: int, s: Sizes, vocab: int) -> tuple[
     )
     ids = tok.convert_tokens_to_ids
     config = SmolVLMConfig(
-        text_config={
-            "model_type": "llama",
-            "vocab_size": len(tok),
-            "hidden_size": s.hidden_size,
-            "intermediate_size": s.mlp,
-            "num_hidden_layers": s.num_layers,
-            "num_attention_heads": s.num_heads,
-            "num_key_value_heads": s.kv_heads,
-            "max_position_embeddings": 4096,
-            "bos_token_id": ids("<|im_start|>"),
-            "eos_token_id": ids("<end_of_utterance>"),
-            "pad_token_id": ids("<|endoftext|>"),
-        },
-        vision_config={
-            "hidden_size": s.vision_hidden_size,
-            "intermediate_size": 2 * s.vision_hidden_size,
-            "num_hidden_layers": s.vision_depth,
-            "num_attention_heads": s.vision_heads,
-            "image_size": image_size,
-            "patch_size": patch,
-        },
+        text_config=_text_config(
+            tok,
+            s,
+            "<end_of_utterance>",
+            "<|endoftext|>",
+            model_type="llama",
+            bos_token_id=ids("<|im_start|>"),
+        ),
+        vision_config=_vit_config(s, image_size, patch),
         scale_factor=scale,
         image_token_id=ids("<image>"),
         pad_token_id=ids("<|endoftext|>"),
@@ -512,28 +517,10 @@ def _build_llava_onevision(corpus: list[str], seed: int, s: Sizes, vocab: int) -
     )
     ids = tok.convert_tokens_to_ids
     config = LlavaOnevisionConfig(
-        text_config={
-            "model_type": "qwen2",
-            "vocab_size": len(tok),
-            "hidden_size": s.hidden_size,
-            "intermediate_size": s.mlp,
-            "num_hidden_layers": s.num_layers,
-            "num_attention_heads": s.num_heads,
-            "num_key_value_heads": s.kv_heads,
-            "max_position_embeddings": 4096,
-            "eos_token_id": ids("<|im_end|>"),
-            "pad_token_id": ids("<|endoftext|>"),
-        },
-        vision_config={
-            "model_type": "siglip_vision_model",
-            "hidden_size": s.vision_hidden_size,
-            "intermediate_size": 2 * s.vision_hidden_size,
-            "num_hidden_layers": s.vision_depth,
-            "num_attention_heads": s.vision_heads,
-            "image_size": image_size,
-            "patch_size": patch,
-            "vision_use_head": False,
-        },
+        text_config=_text_config(tok, s, "<|im_end|>", "<|endoftext|>", model_type="qwen2"),
+        vision_config=_vit_config(
+            s, image_size, patch, model_type="siglip_vision_model", vision_use_head=False
+        ),
         image_token_id=ids("<image>"),
         video_token_id=ids("<video>"),
         vision_feature_select_strategy="full",
@@ -580,26 +567,8 @@ def _build_internvl(corpus: list[str], seed: int, s: Sizes, vocab: int) -> tuple
     )
     ids = tok.convert_tokens_to_ids
     config = InternVLConfig(
-        text_config={
-            "model_type": "qwen2",
-            "vocab_size": len(tok),
-            "hidden_size": s.hidden_size,
-            "intermediate_size": s.mlp,
-            "num_hidden_layers": s.num_layers,
-            "num_attention_heads": s.num_heads,
-            "num_key_value_heads": s.kv_heads,
-            "max_position_embeddings": 4096,
-            "eos_token_id": ids("<|im_end|>"),
-            "pad_token_id": ids("<|endoftext|>"),
-        },
-        vision_config={
-            "hidden_size": s.vision_hidden_size,
-            "intermediate_size": 2 * s.vision_hidden_size,
-            "num_hidden_layers": s.vision_depth,
-            "num_attention_heads": s.vision_heads,
-            "image_size": image_size,
-            "patch_size": patch,
-        },
+        text_config=_text_config(tok, s, "<|im_end|>", "<|endoftext|>", model_type="qwen2"),
+        vision_config=_vit_config(s, image_size, patch),
         image_token_id=ids(ctx),
         image_seq_length=(image_size // patch) ** 2 // 4,
         downsample_ratio=0.5,
