@@ -378,12 +378,16 @@ def _build_qwen3_5(corpus: list[str], seed: int, s: Sizes, vocab: int) -> tuple[
 
 
 def _build_gemma3(corpus: list[str], seed: int, s: Sizes, vocab: int) -> tuple[Any, Any]:
-    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3Processor,
+        GemmaTokenizer,
+    )
     from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
     boi, eoi, soft = "<start_of_image>", "<end_of_image>", "<image_soft_token>"
     specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<start_of_turn>", "<end_of_turn>"]
-    from transformers import GemmaTokenizer
 
     tok = _train(GemmaTokenizer(), corpus, vocab, [*specials, boi, eoi, soft], split_digits=True)
     tok.bos_token, tok.eos_token, tok.pad_token, tok.unk_token = "<bos>", "<eos>", "<pad>", "<unk>"
