@@ -298,16 +298,11 @@ def make_data(folder: Path, n: int, width: int, height: int) -> tuple[list[Any],
 # --------------------------------------------------------------------------- models
 
 
-def tiny_folder(family: str, out: Path) -> tuple[Path, str]:
+def tiny_folder(family: str, out: Path) -> Path:
     """The tiny offline model of ``family`` (its processor and token ids are what we use)."""
     from qponder.models.tiny import build_tiny_model
 
-    try:
-        return Path(build_tiny_model(out, family=family)), "build_tiny_model"
-    except TypeError as exc:  # a qponder from before the family keyword
-        if "family" not in str(exc) or family != "qwen2_5_vl":
-            raise
-    return Path(build_tiny_model(out)), "build_tiny_model (no family keyword)"
+    return Path(build_tiny_model(out, family=family))
 
 
 def sized_config(tiny: Path, sizes: dict[str, dict[str, Any]]):
@@ -643,8 +638,8 @@ class Runner:
             shutil.rmtree(model_dir, ignore_errors=True)
 
     def _build(self, family: str, model_dir: Path) -> dict:
-        tiny, source = tiny_folder(family, self.ctx["tmp"] / f"tiny-{family}")
-        return {"tiny_from": source, **build_model(family, tiny, model_dir, self.ctx)}
+        tiny = tiny_folder(family, self.ctx["tmp"] / f"tiny-{family}")
+        return build_model(family, tiny, model_dir, self.ctx)
 
     def summary(self) -> None:
         print("\n== summary")
@@ -665,7 +660,7 @@ class Runner:
                 n = r["params"]
                 size = f"{n / 1e9:.3f} B" if n >= 1e8 else f"{n / 1e6:.2f} M"
                 print(f"{r['model']} build: {size} parameters, {_fmt(r['weights_gib'])} GiB of weights, "
-                      f"init {r['init_s']} s, save {r['save_s']} s; tokenizer from {r['tiny_from']}")  # fmt: skip
+                      f"init {r['init_s']} s, save {r['save_s']} s; tokenizer from build_tiny_model")  # fmt: skip
             elif r["stage"] == "score" and r["status"] == "ok":
                 print(f"{r['model']} scoring (HF backend, greedy):")
                 print(f"  {'batch':>5} {'prompt':>6} {'new':>4} {'prefill s':>9} {'decode tok/s':>12} "

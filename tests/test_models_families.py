@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from qponder.errors import QponderError
-from qponder.models import load_model, load_processor, prompt_inputs
+from qponder.models import load_model, prompt_inputs
 from qponder.models.families import FAMILY_NAMES, family_of
 from qponder.models.readout import score_token_ids
 from qponder.models.tiny import build_tiny_model
@@ -40,6 +40,15 @@ EXPECTED = {
     "smolvlm": ("SmolVLMForConditionalGeneration", "SmolVLMProcessor"),
     "llava_onevision": ("LlavaOnevisionForConditionalGeneration", "LlavaOnevisionProcessor"),
     "internvl": ("InternVLForConditionalGeneration", "InternVLProcessor"),
+}
+
+
+# the processor setting that says how many tokens an image (or tile) becomes, and its value
+TOKENS_PER_IMAGE = {
+    "gemma3": ("image_seq_length", 9),
+    "smolvlm": ("image_seq_len", 4),
+    "llava_onevision": ("num_image_tokens", 16),
+    "internvl": ("image_seq_length", 4),
 }
 
 
@@ -92,16 +101,12 @@ def test_tiny_model_is_the_family_and_reloads_as_saved(family, built):
     assert type(model).__name__ == model_cls
     assert type(processor).__name__ == processor_cls
     assert json.loads((folder / "config.json").read_text())["model_type"] == family
-    # the processor's own settings (image tokens per tile, ...) survive the save
-    again = load_processor(folder)
-    assert again.to_dict() == processor.to_dict()
-    saved = json.loads((folder / "processor_config.json").read_text())
-    for key in ("image_seq_len", "image_seq_length", "num_image_tokens"):
-        if (
-            hasattr(processor, key)
-            and key in type(processor).__mro__[1].__init__.__code__.co_varnames
-        ):
-            assert saved[key] == getattr(processor, key), key
+    # the processor's own settings survive the save: image tokens per image or tile, as the
+    # tiny models set them (the class defaults, 256 / 169 / None, would not fit the model)
+    if family in TOKENS_PER_IMAGE:
+        key, value = TOKENS_PER_IMAGE[family]
+        saved = json.loads((folder / "processor_config.json").read_text())
+        assert saved[key] == getattr(processor, key) == value
 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)
@@ -183,8 +188,8 @@ def test_judge_continues_inside_the_opened_reasoning(built):
     judge = HFJudge(model, processor)
     assert judge.prefix.endswith("<think>\n")
     reasoning = "<think>\nSharp and clean.\n</think>"
-    text = judge.prefix + after_opened(judge.opened, f"{reasoning}\n<answer>")
-    assert text.split("<|im_start|>assistant\n")[-1].count("<think>") == 1
+    (text,) = judge.prompt_texts([reasoning])
+    assert text.endswith("<|im_start|>assistant\n<think>\nSharp and clean.\n</think>\n<answer>")
     implied = judge.implied_scores([reasoning])
     assert implied[0] is not None and 1.0 <= implied[0] <= 5.0
 

@@ -13,6 +13,8 @@ import contextlib
 from typing import Any
 
 from qponder.distill.base import Teacher, TeacherError, TeacherReply, TeacherRequest
+from qponder.models import prompt_inputs
+from qponder.prompts import opened_by_template
 
 _FILL_WAIT = 0.05  # seconds a batch waits for more requests before it runs
 
@@ -124,9 +126,6 @@ class HFTeacher(Teacher):
 
     def _generate_batch(self, requests: list[TeacherRequest]) -> list[list[TeacherReply]]:
         import torch
-
-        from qponder.models import prompt_inputs
-        from qponder.prompts import opened_by_template
 
         n = requests[0].n
         texts = [

@@ -26,6 +26,7 @@ from typing import Any
 
 from qponder.endpoints import encode_png, error_text, message_text, openai_client
 from qponder.errors import MissingDependencyError, QponderError
+from qponder.models import generation_prompt, prompt_inputs
 from qponder.parsing import (
     DIGITS,
     DIGITS_SPLIT,
@@ -37,7 +38,7 @@ from qponder.parsing import (
     answer_token_index,
     expected_from_logprobs,
 )
-from qponder.prompts import STUDENT_INSTRUCTION, opened_by_template, student_messages
+from qponder.prompts import STUDENT_INSTRUCTION, opened_by_template
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +64,6 @@ class Generation:
     expected_score: float | None = None
     error: str | None = None
     expected_score_reason: str | None = None
-
-
-def _prompt_text(processor: Any, instruction: str) -> str:
-    return processor.apply_chat_template(
-        student_messages(instruction), tokenize=False, add_generation_prompt=True
-    )
 
 
 def _digit_ids(tokenizer: Any) -> list[int] | None:
@@ -126,7 +121,7 @@ class HFBackend:
         self.max_new_tokens = max_new_tokens
         self.seed = seed
         self._calls = 0
-        self.prompt = _prompt_text(processor, instruction)
+        self.prompt = generation_prompt(processor, instruction)
         self.opened = opened_by_template(self.prompt)  # e.g. Qwen3.5 opens <think> itself
         self.digit_ids = _digit_ids(self.tokenizer)
         self._stop_ids = self._stop_token_ids()
@@ -167,8 +162,6 @@ class HFBackend:
         """Generate ``n`` completions for each image (greedy when ``n == 1``)."""
         import torch
         from transformers import LogitsProcessorList
-
-        from qponder.models import prompt_inputs
 
         inputs = prompt_inputs(self.processor, [self.prompt] * len(images), images).to(
             self.model.device
@@ -267,7 +260,7 @@ class VLLMBackend:
             )
         self.llm = llm
         self.tokenizer = llm.get_tokenizer()
-        self.prompt = _prompt_text(load_processor(model_path, cfg), instruction)
+        self.prompt = generation_prompt(load_processor(model_path, cfg), instruction)
         self.opened = opened_by_template(self.prompt)
         self.digit_ids = _digit_ids(self.tokenizer)
         self.max_new_tokens = max_new_tokens

@@ -23,6 +23,7 @@ from typing import Any
 
 from qponder.config import ModelConfig
 from qponder.errors import QponderError
+from qponder.prompts import student_messages
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +102,8 @@ def image_only_processor_class(cls: type) -> type:
         return out
 
     namespace = {"__init__": __init__, "to_dict": to_dict, "__module__": cls.__module__}
-    if "video_processor" in _VIDEO_DEFAULTS_IN_TEMPLATE.get(cls.__name__, ()):
-        # SmolVLM's apply_chat_template reads its video processor's frame defaults even for
+    if cls.__name__ in _TEMPLATE_NEEDS_VIDEO_PROCESSOR:
+        # its apply_chat_template reads the video processor's frame defaults even for
         # image-only conversations; without a video processor, the generic one is used
         from transformers.processing_utils import ProcessorMixin
 
@@ -111,7 +112,7 @@ def image_only_processor_class(cls: type) -> type:
 
 
 # processors whose apply_chat_template needs the video processor for image-only chats
-_VIDEO_DEFAULTS_IN_TEMPLATE: dict[str, tuple[str, ...]] = {"SmolVLMProcessor": ("video_processor",)}
+_TEMPLATE_NEEDS_VIDEO_PROCESSOR = frozenset({"SmolVLMProcessor"})
 
 
 _SUB_PROCESSORS = frozenset(
@@ -190,25 +191,25 @@ def _build_image_only_processor(path: str, config_path: str, trust_remote_code: 
         return None
     image_processor = AutoImageProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    cls = image_only_processor_class(getattr(transformers, cls_name))
-    return cls(
+    parent = getattr(transformers, cls_name)
+    return image_only_processor_class(parent)(
         image_processor=image_processor,
         tokenizer=tokenizer,
         chat_template=tokenizer.chat_template,
-        **_saved_processor_kwargs(path, cls),
+        **_saved_processor_kwargs(path, parent),
     )
 
 
 def _saved_processor_kwargs(path: str, cls: type) -> dict[str, Any]:
-    """The processor's own settings saved in ``processor_config.json`` (LLaVA-OneVision's
-    ``num_image_tokens``, SmolVLM's ``image_seq_len``, ...), as its ``__init__`` takes them."""
+    """The settings of processor class ``cls`` saved in ``processor_config.json``
+    (LLaVA-OneVision's ``num_image_tokens``, SmolVLM's ``image_seq_len``, ...)."""
     from transformers.utils import cached_file
 
     f = cached_file(path, "processor_config.json", _raise_exceptions_for_missing_entries=False)
     if f is None:
         return {}
     saved = json.loads(Path(f).read_text(encoding="utf-8"))
-    return {k: saved[k] for k in _own_settings(cls.__mro__[1]) if k in saved}
+    return {k: saved[k] for k in _own_settings(cls) if k in saved}
 
 
 def _has_image_processor(path: str) -> bool:
@@ -311,6 +312,18 @@ def load_processor(path: str | os.PathLike, config: ModelConfig | None = None):
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return processor
+
+
+def generation_prompt(processor: Any, instruction: str, with_image: bool = True) -> str:
+    """The student prompt as the model's chat template renders it, up to and including the
+    generation prompt (the text the model continues). What the template writes there
+    beyond the turn header, Qwen3.5's ``<think>``, :func:`qponder.prompts.opened_by_template`
+    reads back."""
+    return processor.apply_chat_template(
+        student_messages(instruction, with_image=with_image),
+        tokenize=False,
+        add_generation_prompt=True,
+    )
 
 
 def prompt_inputs(processor: Any, texts: list[str], images: list[Any]) -> Any:
@@ -481,6 +494,7 @@ __all__ = [
     "adapter_base",
     "apply_pixel_limits",
     "freeze_vision_tower",
+    "generation_prompt",
     "image_only_processor_class",
     "load_model",
     "load_processor",

@@ -137,21 +137,8 @@ class Sizes:
         return self.hidden_size // self.num_heads
 
 
-@dataclass(frozen=True)
-class Family:
-    """One VLM family qponder is verified with.
-
-    Attributes:
-        name: The name ``qponder model tiny --family`` takes (the transformers model type).
-        released: Examples of released checkpoints of the family.
-        template: The chat template's source, for the docs.
-        build: Builds ``(model, processor)`` from a tokenizer corpus, seed and sizes.
-    """
-
-    name: str
-    released: str
-    template: str
-    build: Callable[[list[str], int, Sizes, int], tuple[Any, Any]]
+# builds ``(model, processor)`` from a tokenizer corpus, a seed, the sizes and a vocabulary size
+Builder = Callable[[list[str], int, Sizes, int], tuple[Any, Any]]
 
 
 def trl_template(name: str) -> str:
@@ -663,44 +650,23 @@ def _build_qwen2_5_vl(corpus: list[str], seed: int, s: Sizes, vocab: int) -> tup
     return model, processor
 
 
-FAMILIES: dict[str, Family] = {
-    f.name: f
-    for f in (
-        Family(
-            "qwen2_5_vl",
-            "Qwen/Qwen2.5-VL-3B/7B/72B-Instruct",
-            "TRL qwen2_5_vl",
-            _build_qwen2_5_vl,
-        ),
-        Family("qwen3_vl", "Qwen/Qwen3-VL-2B/4B/8B/32B-Instruct", "TRL qwen3_vl", _build_qwen3_vl),
-        Family("qwen3_5", "Qwen/Qwen3.5-*", "TRL qwen3_5_think", _build_qwen3_5),
-        Family("gemma3", "google/gemma-3-4b/12b/27b-it", "TRL gemma3", _build_gemma3),
-        Family(
-            "smolvlm",
-            "HuggingFaceTB/SmolVLM2-256M/500M/2.2B-Instruct",
-            "TRL smolvlm",
-            _build_smolvlm,
-        ),
-        Family(
-            "llava_onevision",
-            "llava-hf/llava-onevision-qwen2-0.5b/7b-ov-hf",
-            "llava-hf release (transformers' processor tests)",
-            _build_llava_onevision,
-        ),
-        Family(
-            "internvl",
-            "OpenGVLab/InternVL3-1B/2B/8B-hf",
-            "ChatML + <IMG_CONTEXT> (InternVL3-hf releases)",
-            _build_internvl,
-        ),
-    )
+# name (the transformers model type, as ``qponder model tiny --family`` takes it) -> builder;
+# released checkpoints and template sources of each: docs/models.md
+FAMILIES: dict[str, Builder] = {
+    "qwen2_5_vl": _build_qwen2_5_vl,
+    "qwen3_vl": _build_qwen3_vl,
+    "qwen3_5": _build_qwen3_5,
+    "gemma3": _build_gemma3,
+    "smolvlm": _build_smolvlm,
+    "llava_onevision": _build_llava_onevision,
+    "internvl": _build_internvl,
 }
 
 FAMILY_NAMES: tuple[str, ...] = tuple(FAMILIES)
 
 
-def family_of(name: str) -> Family:
-    """The family called ``name``.
+def family_of(name: str) -> Builder:
+    """The builder of the family called ``name``.
 
     Raises:
         QponderError: Naming the known families when ``name`` is not one.
@@ -726,10 +692,10 @@ def build_family_model(
     Raises:
         QponderError: ``name`` is not a known family.
     """
-    family = family_of(name)
+    build = family_of(name)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model, processor = family.build(corpus, seed, sizes, vocab_size)
+    model, processor = build(corpus, seed, sizes, vocab_size)
     model.save_pretrained(out)
     processor.save_pretrained(out)
     logger.info(

@@ -20,13 +20,9 @@ from typing import Any
 
 from qponder.endpoints import error_text, openai_client
 from qponder.errors import QponderError
+from qponder.models import generation_prompt
 from qponder.parsing import expected_from_logprobs
-from qponder.prompts import (
-    STUDENT_INSTRUCTION,
-    after_opened,
-    opened_by_template,
-    student_messages,
-)
+from qponder.prompts import STUDENT_INSTRUCTION, after_opened, opened_by_template
 
 logger = logging.getLogger(__name__)
 
@@ -103,10 +99,7 @@ class HFJudge(Judge):
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.batch_size = batch_size
         self.ids = score_token_ids(self.tokenizer)
-        messages = student_messages(self.instruction, with_image=False)
-        self.prefix = processor.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False
-        )
+        self.prefix = generation_prompt(processor, self.instruction, with_image=False)
         self.opened = opened_by_template(self.prefix)  # Qwen3.5's template opens <think>
 
     @classmethod
@@ -116,6 +109,11 @@ class HFJudge(Judge):
 
         model, processor = load_model(path, model_config)
         return cls(model, processor, **kwargs)
+
+    def prompt_texts(self, reasonings: Sequence[str]) -> list[str]:
+        """The texts the judge reads: the generation prompt, then each reasoning continued
+        inside what the template opened, then an open answer tag."""
+        return [self.prefix + after_opened(self.opened, judge_prompt_suffix(r)) for r in reasonings]
 
     def _implied_scores(self, reasonings: list[str]) -> list[float | None]:
         import torch
@@ -128,10 +126,7 @@ class HFJudge(Judge):
         self.tokenizer.padding_side = "left"  # the read-out position is the last one
         try:
             for start in range(0, len(reasonings), self.batch_size):
-                chunk = [
-                    self.prefix + after_opened(self.opened, judge_prompt_suffix(r))
-                    for r in reasonings[start : start + self.batch_size]
-                ]
+                chunk = self.prompt_texts(reasonings[start : start + self.batch_size])
                 enc = self.tokenizer(
                     chunk, return_tensors="pt", padding=True, add_special_tokens=False
                 ).to(device)

@@ -120,8 +120,9 @@ def train(
     """
     from trl import GRPOConfig, GRPOTrainer
 
+    from qponder.models import generation_prompt
     from qponder.models.judge import build_judge
-    from qponder.prompts import load_prompts, opened_by_template, student_messages
+    from qponder.prompts import load_prompts, opened_by_template
     from qponder.rewards import build_reward_functions, needs_judge, reward_weights, with_opened
 
     _check_vllm(recipe.grpo.trl)
@@ -145,11 +146,7 @@ def train(
         args = trl_args(GRPOConfig, {**opts, "reward_weights": weights}, recipe, out, max_steps)
         model, processor, merged_adapter = load_policy(recipe)
         # a thinking template (Qwen3.5) opens <think> in the prompt: rewards read it back
-        opened = opened_by_template(
-            processor.apply_chat_template(
-                student_messages(instruction), tokenize=False, add_generation_prompt=True
-            )
-        )
+        opened = opened_by_template(generation_prompt(processor, instruction))
         single_image_inputs(processor)
         trainer = GRPOTrainer(
             model=model,
