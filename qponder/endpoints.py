@@ -12,8 +12,8 @@ import math
 import os
 from typing import Any
 
+from qponder.answer_format import with_reasoning
 from qponder.errors import QponderError
-from qponder.parsing import with_reasoning
 
 DUMMY_API_KEY = "EMPTY"  # local servers accept any key; the SDK refuses none
 

@@ -1,7 +1,9 @@
-"""The answer vocabulary: parsing model outputs in the ``<think>...</think><answer>score
-</answer>`` format, every failure reason, and the expected-score read-out.
+"""The score answer: reading and writing a quality score in a completion's answer block,
+every failure reason, and the expected-score read-out.
 
-The score is the first number inside the LAST ``<answer>...</answer>`` block. Parsing is
+Where the answer block is, and how a completion is laid out, is
+:mod:`qponder.answer_format`'s; this module reads what the answer says. The score is the
+first number inside the LAST answer block. Parsing is
 tolerant about white space and a few textual variants ("3.5/5", "Score: 3.5",
 ``{"rating": 3.5}``) and never guesses: anything else gives ``None`` and a failure reason.
 A number is read only when it stands on its own: digits inside a word or a key
@@ -16,17 +18,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from qponder.answer_format import NO_ANSWER, parse, render, render_answer, well_formed
 
 SCORE_MIN = 1.0
 SCORE_MAX = 5.0
 
-_ANSWER_RE = re.compile(r"<\s*answer\s*>(.*?)<\s*/\s*answer\s*>", re.IGNORECASE | re.DOTALL)
-_THINK_RE = re.compile(r"<\s*think\s*>(.*?)<\s*/\s*think\s*>", re.IGNORECASE | re.DOTALL)
-_ANSWER_OPEN_RE = re.compile(r"<\s*answer\s*>", re.IGNORECASE)
-_THINK_OPEN_RE = re.compile(r"<\s*think\s*>", re.IGNORECASE)
 # a number standing on its own: not glued to a letter, digit, "_" or "." on either side
 _NUMBER_RE = re.compile(r"(?<![\w.])[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?![\w.])")
 # the keys a JSON answer may carry its score under (case-insensitive), in order of preference
@@ -41,7 +41,6 @@ _AMBIGUOUS_RE = re.compile(r",\d|\s*(?:-|\u2013|to\b)\s*\d", re.IGNORECASE)
 
 # Parse failure reasons, as reported in evaluation summaries, score outputs and
 # distillation rejects. Every one of them counts as a parse failure.
-NO_ANSWER = "no_answer"
 NO_NUMBER = "no_number"
 OUT_OF_RANGE = "out_of_range"
 OTHER_SCALE = "other_scale"
@@ -78,14 +77,14 @@ class ParsedCompletion:
 
     Attributes:
         score: The parsed score in [1, 5], or ``None`` when parsing failed.
-        reasoning: Text of the ``<think>`` block(s); without one, the text before the last
-            ``<answer>``. Never contains the answer.
-        answer: Raw text inside the last ``<answer>`` block, or ``None`` when there is none.
+        reasoning: Text of the reasoning block(s); without one, the text before the last
+            answer block. Never contains the answer.
+        answer: Raw text inside the last answer block, or ``None`` when there is none.
         error: ``None`` on success, else one of ``"no_answer"``, ``"no_number"``,
             ``"out_of_range"``, ``"other_scale"`` (e.g. "4/10": not rescaled) or
             ``"ambiguous"`` (a decimal comma "3,5" or a range "3-4": not guessed).
-        n_think: Number of complete ``<think>...</think>`` blocks.
-        n_answer: Number of complete ``<answer>...</answer>`` blocks.
+        n_think: Number of complete reasoning blocks.
+        n_answer: Number of complete answer blocks.
         think_before_answer: Whether the last think block closes before the last answer opens.
     """
 
@@ -101,49 +100,6 @@ class ParsedCompletion:
     def ok(self) -> bool:
         """True when a valid score was parsed."""
         return self.score is not None
-
-
-def with_reasoning(content: str, reasoning: object) -> str:
-    """``content`` with a reasoning that a response parser split off (a server's
-    ``--reasoning-parser``, TRL's ``parse_response``) put back in a ``<think>`` block before
-    it; ``content`` as it is when there is none or it already has its ``<think>``.
-
-    Example:
-        >>> with_reasoning("<answer>3</answer>", "sharp")
-        '<think>\\nsharp\\n</think>\\n<answer>3</answer>'
-    """
-    if isinstance(reasoning, str) and reasoning.strip() and "<think" not in content:
-        return f"<think>\n{reasoning.strip()}\n</think>\n{content.lstrip()}"
-    return content
-
-
-def completion_text(completion: str | list | dict) -> str:
-    """Return the text of a completion given as a string or in TRL's conversational form.
-
-    Args:
-        completion: A string, a message dict ``{"role", "content"}``, or a list of such
-            messages (the assistant turn TRL passes to reward functions). Content may be a
-            string or a list of ``{"type": "text", "text": ...}`` parts; a message's
-            ``reasoning_content`` (or ``reasoning``), set by a response parser, is put
-            back inside ``<think> </think>`` before the content.
-
-    Returns:
-        The concatenated text.
-    """
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, dict):
-        content = completion.get("content") or ""
-        if not isinstance(content, str):
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        # a response parser (TRL's parse_response, a server's reasoning parser) may have
-        # moved the reasoning out of the text: put it back where the format has it
-        return with_reasoning(
-            content, completion.get("reasoning_content") or completion.get("reasoning")
-        )
-    if isinstance(completion, list):
-        return "".join(completion_text(m) for m in completion)
-    raise TypeError(f"unsupported completion type: {type(completion).__name__}")
 
 
 def _score_from_structured(answer: str) -> tuple[float | None, str | None]:
@@ -189,11 +145,34 @@ def _score_from_plain(answer: str) -> tuple[float | None, str | None]:
     return value, None
 
 
+class ScoreAnswer:
+    """The answer kind of the score task (:class:`qponder.answer_format.AnswerKind`): a
+    number on [1, 5], written with two decimals."""
+
+    def read(self, answer: str) -> tuple[float | None, str | None]:
+        """The score in an answer block's text, or None and the reason."""
+        return _score_from_answer(answer)
+
+    def write(self, score: float) -> str:
+        """The answer text of ``score``, with two decimals.
+
+        Raises:
+            ValueError: When ``score`` lies outside [1, 5].
+        """
+        if not SCORE_MIN <= score <= SCORE_MAX:
+            raise ValueError(f"score {score} outside [{SCORE_MIN}, {SCORE_MAX}]")
+        return f"{score:.2f}"
+
+
+SCORE = ScoreAnswer()
+
+
 def parse_completion(text: str | list | dict) -> ParsedCompletion:
     """Parse a completion into score, reasoning and failure reason.
 
     Args:
-        text: The completion (see :func:`completion_text` for accepted forms).
+        text: The completion (see :func:`qponder.answer_format.completion_text` for
+            accepted forms).
 
     Returns:
         A :class:`ParsedCompletion`.
@@ -205,38 +184,24 @@ def parse_completion(text: str | list | dict) -> ParsedCompletion:
         >>> parse_completion("<think>blurry</think>").error
         'no_answer'
     """
-    text = completion_text(text)
-    answers = list(_ANSWER_RE.finditer(text))
-    thinks = list(_THINK_RE.finditer(text))
-    last_answer = answers[-1] if answers else None
-    if thinks:
-        reasoning = "\n".join(m.group(1).strip() for m in thinks)
-    else:
-        cut = _ANSWER_OPEN_RE.search(text)
-        reasoning = (text[: cut.start()] if cut else text).strip()
-        reasoning = _THINK_OPEN_RE.sub("", reasoning).strip()
-    think_before = bool(thinks and last_answer and thinks[-1].end() <= last_answer.start())
-    if last_answer is None:
-        score, error, answer = None, NO_ANSWER, None
-    else:
-        answer = last_answer.group(1)
-        score, error = _score_from_answer(answer)
+    p = parse(text, SCORE)
+    b = p.blocks
     return ParsedCompletion(
-        score=score,
-        reasoning=reasoning,
-        answer=answer,
-        error=error,
-        n_think=len(thinks),
-        n_answer=len(answers),
-        think_before_answer=think_before,
+        score=p.value,
+        reasoning=b.reasoning,
+        answer=b.answer,
+        error=p.error,
+        n_think=b.n_think,
+        n_answer=b.n_answer,
+        think_before_answer=b.think_before_answer,
     )
 
 
 def parse_score(text: str | list | dict) -> float | None:
     """Return the score of a completion, or ``None`` when there is no valid one.
 
-    The score is the first number inside the last ``<answer>...</answer>`` block; it must lie
-    in [1, 5]. Never a guess.
+    The score is the first number inside the last answer block; it must lie in [1, 5].
+    Never a guess.
 
     Example:
         >>> parse_score("<think>ok</think><answer>3.5/5</answer>")
@@ -246,41 +211,28 @@ def parse_score(text: str | list | dict) -> float | None:
         >>> parse_score("<answer>7</answer>") is None
         True
     """
-    return parse_completion(text).score
+    return parse(text, SCORE).value
 
 
 def is_well_formed(text: str | list | dict) -> bool:
-    """True when a completion has exactly one think block, then exactly one answer block
-    holding a valid score. This is the format reward's condition."""
-    p = parse_completion(text)
-    return p.ok and p.n_think == 1 and p.n_answer == 1 and p.think_before_answer
-
-
-def strip_answer(text: str | list | dict) -> str:
-    """Return the completion with everything from the last ``<answer>`` removed.
-
-    The consistency judge reads this: the reasoning without the score it led to.
-    """
-    text = completion_text(text)
-    opens = list(_ANSWER_OPEN_RE.finditer(text))
-    return (text[: opens[-1].start()] if opens else text).rstrip()
+    """True when a completion has exactly one reasoning block, then exactly one answer
+    block holding a valid score. This is the format reward's condition."""
+    return well_formed(text, SCORE)
 
 
 def format_answer(score: float) -> str:
-    """Render a score in the output format's answer block, with two decimals.
+    """Render a score in the answer block, with two decimals.
 
     Example:
         >>> format_answer(3.4712)
         '<answer>3.47</answer>'
     """
-    if not SCORE_MIN <= score <= SCORE_MAX:
-        raise ValueError(f"score {score} outside [{SCORE_MIN}, {SCORE_MAX}]")
-    return f"<answer>{score:.2f}</answer>"
+    return render_answer(SCORE.write(score))
 
 
 def format_completion(reasoning: str, score: float) -> str:
     """Render reasoning and score in the model output contract (DESIGN §2)."""
-    return f"<think>\n{reasoning.strip()}\n</think>\n{format_answer(score)}"
+    return render(reasoning, SCORE.write(score))
 
 
 # --------------------------------------------------------------------------- read-out
@@ -289,7 +241,7 @@ DIGITS: tuple[str, ...] = ("1", "2", "3", "4", "5")  # the score levels, as answ
 
 # Why a completion has no expected score (the ``expected_score_reason`` of a result).
 NO_LOGPROBS = "no_logprobs"  # the backend or server gave no log-probabilities
-NO_ANSWER_POSITION = "no_answer_position"  # no <answer> tag, or nothing after it
+NO_ANSWER_POSITION = "no_answer_position"  # no answer tag, or nothing after it
 NOT_A_DIGIT = "not_a_digit"  # the token after the tag is not one of "1".."5"
 DIGITS_SPLIT = "digits_split"  # the tokenizer has no single token per digit
 NO_COMPLETION = "no_completion"  # the request or image failed: nothing to read
@@ -328,58 +280,3 @@ def expected_from_logprobs(logprobs: Mapping[str, float]) -> float | None:
 def expected_from_digit_logits(values: Sequence[float]) -> float | None:
     """:func:`expected_from_logprobs` for the five logits of "1".."5", in that order."""
     return expected_from_logprobs(dict(zip(DIGITS, values, strict=True)))
-
-
-def _answer_tag_end(text: str) -> int | None:
-    """Character offset just after the last ``<answer>`` tag of ``text``, or None."""
-    matches = list(_ANSWER_OPEN_RE.finditer(text))
-    return matches[-1].end() if matches else None
-
-
-def answer_token_index(ids: Sequence[int], decode: Callable[[Sequence[int]], str]) -> int | None:
-    """Index of the first non-white-space token after the last ``<answer>`` tag: where the
-    expected score is read.
-
-    Args:
-        ids: Generated token ids (the completion only, no prompt).
-        decode: Turns ids into text, e.g. ``lambda t: tok.decode(t, skip_special_tokens=True)``.
-
-    Returns:
-        The index into ``ids``, or None when there is no tag, nothing follows it, or the
-        token that completes the tag also carries text after it (the digit is not a token
-        of its own, so no read-out is possible).
-
-    Example:
-        >>> pieces = ["<think>", "ok", "</think>", "<answer", ">", " ", "3", ".", "5"]
-        >>> answer_token_index(range(len(pieces)), lambda t: "".join(pieces[i] for i in t))
-        6
-    """
-    ids = list(ids)
-    text = decode(ids)
-    end = _answer_tag_end(text)
-    if end is None:
-        return None
-    target = text[:end]
-    lo, hi = 0, len(ids)  # smallest j whose prefix contains the whole tag (monotone in j)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if decode(ids[:mid]).startswith(target):
-            hi = mid
-        else:
-            lo = mid + 1
-    if decode(ids[:lo])[end:].strip():
-        return None
-    j = lo
-    while j < len(ids) and not decode(ids[j : j + 1]).strip():
-        j += 1
-    return j if j < len(ids) else None
-
-
-def answer_piece_index(pieces: Sequence[str]) -> int | None:
-    """:func:`answer_token_index` for token strings (as OpenAI-compatible logprobs give them).
-
-    Example:
-        >>> answer_piece_index(["<answer", ">\\n", "4", ".", "2"])
-        2
-    """
-    return answer_token_index(range(len(pieces)), lambda idx: "".join(pieces[i] for i in idx))

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from qponder.answer_format import ANSWER_SPAN, REASONING_SPAN, render_answer
+
 PROMPT_VERSION = "qponder-prompts-v1"
 
 # The aspects a quality reasoning covers, in order: key -> how the prompts name it. The one
@@ -27,10 +29,10 @@ ASPECTS: dict[str, str] = {
 }
 
 STUDENT_INSTRUCTION = (
-    "Rate the visual quality of this image. First reason inside <think> </think> about "
+    f"Rate the visual quality of this image. First reason {REASONING_SPAN} about "
     "sharpness and focus, noise, exposure, contrast, colour, compression and other "
     "artefacts, and content. Then give the overall quality score, a number from 1 (bad) "
-    "to 5 (excellent) with up to two decimals, inside <answer> </answer>."
+    f"to 5 (excellent) with up to two decimals, {ANSWER_SPAN}."
 )
 
 TEACHER_SYSTEM = (
@@ -53,10 +55,10 @@ _ASPECT_GUIDE = (
 )
 
 _OUTPUT_RULES = (
-    "Write your reasoning inside <think> </think>, one short paragraph per aspect and a "
+    f"Write your reasoning {REASONING_SPAN}, one short paragraph per aspect and a "
     "final overall judgement. Then give the overall quality score on a scale from 1 (bad) "
-    "to 5 (excellent), with up to two decimals, inside <answer> </answer>, for example "
-    "<answer>3.47</answer>. Write nothing after the answer."
+    f"to 5 (excellent), with up to two decimals, {ANSWER_SPAN}, for example "
+    f"{render_answer('3.47')}. Write nothing after the answer."
 )
 
 TEACHER_BLIND = f"Assess the quality of this image.\n\n{_ASPECT_GUIDE}\n\n{_OUTPUT_RULES}"
@@ -165,39 +167,3 @@ def teacher_prompt(prompts: PromptSet, mode: str, mos: float | None = None) -> s
             raise ValueError("guided mode needs the MOS of the image")
         return prompts.teacher_guided.format(mos=mos)
     raise ValueError(f"unknown teacher mode {mode!r}; use 'blind' or 'guided'")
-
-
-THINK_OPEN = "<think>"
-
-
-def opened_by_template(generation_prompt: str) -> str:
-    """The start of the output format that a chat template's generation prompt already
-    wrote: ``"<think>\\n"`` when the prompt ends inside an open ``<think>`` block (Qwen3.5
-    and other thinking templates open it themselves), else ``""``.
-
-    What a model generates after such a prompt starts inside its reasoning; prepending
-    this text gives the whole ``<think>...</think><answer>...</answer>`` completion that
-    parsing and rewards read. A block the template opens and closes again (a "no
-    thinking" prompt ending in ``<think>\\n\\n</think>``) is not open.
-
-    Example:
-        >>> opened_by_template("<|im_start|>assistant\\n<think>\\n")
-        '<think>\\n'
-        >>> opened_by_template("<|im_start|>assistant\\n<think>\\n\\n</think>\\n\\n")
-        ''
-    """
-    tail = generation_prompt.rstrip()
-    return f"{THINK_OPEN}\n" if tail.endswith(THINK_OPEN) else ""
-
-
-def after_opened(opened: str, text: str) -> str:
-    """``text`` (a whole completion) without the part the template already ``opened``: what
-    follows the generation prompt when the completion is written out after it.
-
-    Example:
-        >>> after_opened("<think>\\n", "<think>\\nSharp.\\n</think>")
-        'Sharp.\\n</think>'
-    """
-    if opened and text.lstrip().startswith(THINK_OPEN):
-        return text.lstrip()[len(THINK_OPEN) :].lstrip("\n")
-    return text

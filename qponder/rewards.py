@@ -19,13 +19,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from qponder.parsing import (
-    completion_text,
-    is_well_formed,
-    parse_completion,
-    parse_score,
-    strip_answer,
-)
+from qponder.answer_format import completion_text, without_answer
+from qponder.parsing import is_well_formed, parse_completion, parse_score
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +169,7 @@ class ConsistencyReward:
         todo = [i for i, p in enumerate(parsed) if p.ok]
         implied: list[float | None] = [None] * len(parsed)
         if todo:
-            texts = [strip_answer(completion_text(completions[i])) for i in todo]
+            texts = [without_answer(completions[i]) for i in todo]
             for i, value in zip(todo, self.judge.implied_scores(texts), strict=True):
                 implied[i] = value
         scores = [p.score for p in parsed]
@@ -344,7 +339,7 @@ def build_reward_functions(
 def with_opened(funcs: list[RewardFunc], opened: str) -> list[RewardFunc]:
     """The reward functions, reading each completion with ``opened`` in front: the start of
     the output format that the policy's chat template wrote into the prompt (Qwen3.5's
-    ``<think>``; see :func:`qponder.prompts.opened_by_template`). Names are kept, for TRL's
+    reasoning block; see :func:`qponder.answer_format.opened_by_template`). Names are kept, for TRL's
     logs. Unchanged when ``opened`` is empty.
     """
     if not opened:

@@ -16,6 +16,7 @@ ROOT = Path(qponder.__file__).resolve().parent
 # top-level part of the package -> layer (docs/architecture.md keeps the same table)
 LAYERS = {
     "errors": 1,
+    "answer_format": 1,
     "parsing": 1,
     "prompts": 1,
     "reasoning": 1,

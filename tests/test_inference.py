@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+from qponder.answer_format import answer_token_index
 from qponder.errors import BadImageError, MissingDependencyError, QponderError
 from qponder.inference import (
     Generation,
@@ -25,7 +26,7 @@ from qponder.inference import (
     result_from_generations,
 )
 from qponder.models.readout import score_token_ids
-from qponder.parsing import answer_piece_index, answer_token_index, expected_from_logprobs
+from qponder.parsing import expected_from_logprobs
 
 GOOD = "<think>sharp, clean</think><answer>3.5</answer>"
 
@@ -108,13 +109,6 @@ def test_no_answer_tag_or_nothing_after_it_gives_no_position(loaded):
     dec = lambda t: tok.decode(t, skip_special_tokens=True)  # noqa: E731
     assert answer_token_index(tok.encode("<think>blurry</think>"), dec) is None
     assert answer_token_index(tok.encode("<think>blurry</think><answer>"), dec) is None
-
-
-def test_answer_position_from_token_strings():
-    assert answer_piece_index(["<answer", ">\n", "4", ".", "2"]) == 2
-    assert answer_piece_index(["<ans", "wer>", " ", "3"]) == 3
-    assert answer_piece_index(["<answer", ">3", ".5"]) is None  # digit glued to the tag
-    assert answer_piece_index(["no", " tag"]) is None
 
 
 def test_expected_from_logprobs_is_the_restricted_softmax_mean():

@@ -15,19 +15,14 @@ import pytest
 import torch
 from PIL import Image
 
+from qponder.answer_format import answer_token_index, opened_by_template
 from qponder.errors import QponderError
 from qponder.models import load_model, prompt_inputs
 from qponder.models.families import FAMILY_NAMES, family_of
 from qponder.models.readout import score_token_ids
 from qponder.models.tiny import build_tiny_model
-from qponder.parsing import (
-    answer_token_index,
-    completion_text,
-    is_well_formed,
-    parse_completion,
-    parse_score,
-)
-from qponder.prompts import after_opened, opened_by_template, student_messages
+from qponder.parsing import is_well_formed, parse_completion, parse_score
+from qponder.prompts import student_messages
 
 COMPLETION = "<think>\nThe image is sharp, with slight noise.\n</think>\n<answer>3.50</answer>"
 
@@ -194,14 +189,6 @@ def test_judge_continues_inside_the_opened_reasoning(built):
     assert implied[0] is not None and 1.0 <= implied[0] <= 5.0
 
 
-def test_opened_and_after_opened():
-    assert opened_by_template("x<|im_start|>assistant\n<think>\n") == "<think>\n"
-    assert opened_by_template("x<|im_start|>assistant\n<think>\n\n</think>\n\n") == ""
-    assert opened_by_template("x<|im_start|>assistant\n") == ""
-    assert after_opened("<think>\n", "<think>\nA.\n</think>") == "A.\n</think>"
-    assert after_opened("", "<think>\nA.\n</think>") == "<think>\nA.\n</think>"
-
-
 def test_rewards_read_completions_with_the_opened_tag():
     from qponder.rewards import REWARDS, with_opened
 
@@ -215,14 +202,6 @@ def test_rewards_read_completions_with_the_opened_tag():
     assert fmt(completions=generated)[0] == 0.0
     assert wrapped(completions=generated)[0] == 1.0
     assert with_opened([fmt], "") == [fmt]
-
-
-def test_completion_text_puts_parsed_reasoning_back():
-    message = {"role": "assistant", "reasoning_content": "Sharp.", "content": "<answer>4</answer>"}
-    assert completion_text([message]) == "<think>\nSharp.\n</think>\n<answer>4</answer>"
-    assert parse_score(completion_text([message])) == 4.0
-    plain = {"role": "assistant", "content": COMPLETION, "reasoning_content": "ignored"}
-    assert completion_text(plain) == COMPLETION
 
 
 def test_video_processor_entry_names_the_family_video_processor(built):

@@ -16,13 +16,11 @@ from qponder.parsing import (
     NO_SCORE_KEY,
     OTHER_SCALE,
     OUT_OF_RANGE,
-    completion_text,
     format_answer,
     format_completion,
     is_well_formed,
     parse_completion,
     parse_score,
-    strip_answer,
 )
 
 ANSWER_OPEN = re.compile(r"<\s*answer\s*>", re.IGNORECASE)
@@ -118,39 +116,6 @@ def test_reasoning_never_contains_the_answer(completion, reasoning):
 )
 def test_is_well_formed_table(completion, well_formed):
     assert is_well_formed(completion) is well_formed
-
-
-@pytest.mark.parametrize(
-    "completion",
-    [
-        "<think>x</think><answer>3</answer>",  # a plain string
-        {"role": "assistant", "content": "<think>x</think><answer>3</answer>"},  # one message
-        [{"role": "assistant", "content": "<think>x</think><answer>3</answer>"}],  # TRL's list
-        [
-            {
-                "role": "assistant",
-                "content": [
-                    {"type": "text", "text": "<think>x</think>"},
-                    {"type": "text", "text": "<answer>3</answer>"},
-                ],
-            }
-        ],  # parts
-    ],
-)
-def test_conversational_completions_parse_like_strings(completion):
-    assert completion_text(completion) == "<think>x</think><answer>3</answer>"
-    assert parse_score(completion) == 3.0
-
-
-def test_completion_text_rejects_other_types():
-    with pytest.raises(TypeError):
-        completion_text(3.5)
-
-
-def test_strip_answer_removes_the_last_answer_and_what_follows():
-    assert strip_answer("<think>a</think>\n<answer>3</answer> bye") == "<think>a</think>"
-    assert strip_answer("<answer>1</answer> <answer>2</answer>") == "<answer>1</answer>"
-    assert strip_answer("no answer here  ") == "no answer here"
 
 
 def test_format_answer_refuses_scores_outside_the_scale():

@@ -21,6 +21,7 @@ import logging
 import random
 from collections.abc import Sequence
 
+from qponder.answer_format import render_unanswered
 from qponder.parsing import SCORE_MAX, SCORE_MIN, format_completion
 from qponder.prompts import ASPECTS
 
@@ -337,7 +338,7 @@ def synthetic_completion(
         score = _clip(mos + rng.uniform(-_GOOD_NOISE, _GOOD_NOISE))
         reasoning = compose_reasoning(distortions, content, score, rng)
         ending = rng.choice(_NO_ANSWER_ENDINGS).format(score=score)
-        return f"<think>\n{reasoning}\n</think>\n{ending}", "no_answer"
+        return render_unanswered(reasoning, ending), "no_answer"
     seen, score = _wrong_answer(distortions, mos, rng)
     kind = "overlooked" if score > mos else "invented"
     return format_completion(compose_reasoning(seen, content, score, rng), score), kind

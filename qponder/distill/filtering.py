@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from qponder.answer_format import strip_tags
 from qponder.distill.base import TeacherReply
 from qponder.parsing import format_completion, parse_completion
 
@@ -26,7 +27,6 @@ MOS_LEAK = "mos_leak"
 TEACHER_ERROR = "teacher_error"
 BAD_IMAGE = "bad_image"
 
-_TAG_RE = re.compile(r"<\s*/?\s*(?:think|answer)\s*>", re.IGNORECASE)
 _LEAK_RE = re.compile(
     r"\bmean opinion score\b|\bMOS\b|subjective (?:study|test)|viewers (?:gave|rated)",
     re.IGNORECASE,
@@ -95,7 +95,7 @@ def judge_replies(
     for p in parsed:
         if p.score is None:
             continue
-        reasoning = _TAG_RE.sub(" ", p.reasoning).strip()
+        reasoning = strip_tags(p.reasoning).strip()
         if len(reasoning.split()) >= MIN_REASONING_WORDS:
             candidates.append((p.score, reasoning))
     if not candidates:

@@ -12,9 +12,9 @@ import asyncio
 import contextlib
 from typing import Any
 
+from qponder.answer_format import opened_by_template
 from qponder.distill.base import Teacher, TeacherError, TeacherReply, TeacherRequest
 from qponder.models import prompt_inputs
-from qponder.prompts import opened_by_template
 
 _FILL_WAIT = 0.05  # seconds a batch waits for more requests before it runs
 

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from qponder.answer_format import answer_piece_index, answer_token_index, opened_by_template
 from qponder.endpoints import encode_png, error_text, message_text, openai_client
 from qponder.errors import MissingDependencyError, QponderError
 from qponder.models import generation_prompt, prompt_inputs
@@ -34,11 +35,9 @@ from qponder.parsing import (
     NO_LOGPROBS,
     NOT_A_DIGIT,
     REQUEST_FAILED,
-    answer_piece_index,
-    answer_token_index,
     expected_from_logprobs,
 )
-from qponder.prompts import STUDENT_INSTRUCTION, opened_by_template
+from qponder.prompts import STUDENT_INSTRUCTION
 
 logger = logging.getLogger(__name__)
 

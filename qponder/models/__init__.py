@@ -317,7 +317,7 @@ def load_processor(path: str | os.PathLike, config: ModelConfig | None = None):
 def generation_prompt(processor: Any, instruction: str, with_image: bool = True) -> str:
     """The student prompt as the model's chat template renders it, up to and including the
     generation prompt (the text the model continues). What the template writes there
-    beyond the turn header, Qwen3.5's ``<think>``, :func:`qponder.prompts.opened_by_template`
+    beyond the turn header, Qwen3.5's ``<think>``, :func:`qponder.answer_format.opened_by_template`
     reads back."""
     return processor.apply_chat_template(
         student_messages(instruction, with_image=with_image),

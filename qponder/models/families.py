@@ -32,15 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qponder.answer_format import TAG_TOKENS
 from qponder.errors import QponderError
 
 logger = logging.getLogger(__name__)
 
-# The output format's tags, added whole: Qwen's pre-tokenizer splits "<answer>" into
-# "<answer" + ">", and then ">" is followed by a digit in "<answer>3" but by the end of the
-# turn in "</answer>"; a model as small as this one confuses the two and ends its answer
-# before the score. (Not special tokens: decoding keeps them.)
-TAG_TOKENS: tuple[str, ...] = ("<think>", "</think>", "<answer>", "</answer>")
+# The output format's tags are added whole (qponder.answer_format.TAG_TOKENS says why);
+# not as special tokens: decoding keeps them.
 
 
 def mrope_section(head_dim: int) -> list[int]:

@@ -3,7 +3,7 @@ answer) and state the score it implies.
 
 A judge sees the student instruction of the recipe (the same words the policy was trained
 on, prompt overrides included), then an assistant turn made of the reasoning and an open
-``<answer>`` tag; the implied score is the expected score over "1".."5" at the next
+answer tag (:func:`qponder.answer_format.judge_continuation`); the implied score is the expected score over "1".."5" at the next
 position (:func:`qponder.parsing.expected_from_logprobs`). :class:`HFJudge` runs a
 transformers model; :class:`OpenAIJudge` asks an OpenAI-compatible endpoint that can
 continue a prefilled assistant turn (vLLM's ``continue_final_message``). The reward that
@@ -18,11 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from qponder.answer_format import after_opened, judge_continuation, opened_by_template
 from qponder.endpoints import error_text, openai_client
 from qponder.errors import QponderError
 from qponder.models import generation_prompt
 from qponder.parsing import expected_from_logprobs
-from qponder.prompts import STUDENT_INSTRUCTION, after_opened, opened_by_template
+from qponder.prompts import STUDENT_INSTRUCTION
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +39,6 @@ class JudgeStats:
     @property
     def seconds_per_text(self) -> float:
         return self.seconds / self.texts if self.texts else float("nan")
-
-
-def judge_prompt_suffix(reasoning: str) -> str:
-    """The assistant text the judge continues: the reasoning, then an open answer tag."""
-    return f"{reasoning.rstrip()}\n<answer>"
 
 
 class Judge:
@@ -113,7 +109,7 @@ class HFJudge(Judge):
     def prompt_texts(self, reasonings: Sequence[str]) -> list[str]:
         """The texts the judge reads: the generation prompt, then each reasoning continued
         inside what the template opened, then an open answer tag."""
-        return [self.prefix + after_opened(self.opened, judge_prompt_suffix(r)) for r in reasonings]
+        return [self.prefix + after_opened(self.opened, judge_continuation(r)) for r in reasonings]
 
     def _implied_scores(self, reasonings: list[str]) -> list[float | None]:
         import torch
@@ -199,7 +195,7 @@ class OpenAIJudge(Judge):
                 model=self.model,
                 messages=[
                     {"role": "user", "content": self.instruction},
-                    {"role": "assistant", "content": judge_prompt_suffix(reasoning)},
+                    {"role": "assistant", "content": judge_continuation(reasoning)},
                 ],
                 max_tokens=1,
                 temperature=0.0,

@@ -18,6 +18,8 @@ import os
 import random
 from pathlib import Path
 
+from qponder.answer_format import render
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["build_tiny_model", "default_corpus", "generic_iqa_sentences"]
@@ -73,10 +75,7 @@ def default_corpus(n_completions: int = 2000, seed: int = 0) -> list[str]:
     p = DEFAULT_PROMPTS
     corpus = [p.student_instruction, p.teacher_system, p.teacher_blind, p.teacher_guided] * 20
     corpus += example_completions(n_completions, seed=seed)
-    corpus += [
-        f"<think>\n{s}\n</think>\n<answer>{s[-4:]}</answer>"
-        for s in generic_iqa_sentences(200, seed)
-    ]
+    corpus += [render(s, s[-4:]) for s in generic_iqa_sentences(200, seed)]
     corpus += generic_iqa_sentences(400, seed + 1)
     return corpus
 

@@ -120,9 +120,10 @@ def train(
     """
     from trl import GRPOConfig, GRPOTrainer
 
+    from qponder.answer_format import opened_by_template
     from qponder.models import generation_prompt
     from qponder.models.judge import build_judge
-    from qponder.prompts import load_prompts, opened_by_template
+    from qponder.prompts import load_prompts
     from qponder.rewards import build_reward_functions, needs_judge, reward_weights, with_opened
 
     _check_vllm(recipe.grpo.trl)
