@@ -1,7 +1,7 @@
 """Typed run configuration: one YAML recipe per run, any key overridable from the command line.
 
 A recipe has one section per stage (``model``, ``prompts``, ``distill``, ``sft``, ``grpo``,
-``eval``, and ``demo`` for ``qponder demo``). Each section is a dataclass; TRL's own options live in the ``trl`` mapping of the
+``eval``, ``serve``, and ``demo`` for ``qponder demo``). Each section is a dataclass; TRL's own options live in the ``trl`` mapping of the
 ``sft``/``grpo`` sections and are checked against ``trl.SFTConfig``/``trl.GRPOConfig``
 without building them. A key that belongs to TRL may also be written directly in the
 section (``--set grpo.num_generations=8``): it is routed to ``trl``.
@@ -303,6 +303,44 @@ class EvalConfig:
             )
 
 
+# A request may ask for at most this many sampled answers per image (qponder serve).
+MAX_SAMPLES = 32
+
+
+@dataclass
+class ServeConfig:
+    """``qponder serve``: where the server listens and what it refuses. How it scores (the
+    backend, batch size, samples, decoding) is the ``eval`` section's."""
+
+    host: str = "127.0.0.1"  # loopback: this machine only; 0.0.0.0 for every interface
+    port: int = 8000  # 0: any free port
+    max_wait_ms: float = 10.0  # longest wait for more images once one is waiting
+    max_queue: int = 256  # most images waiting; more gets 503 with Retry-After
+    max_images: int = 64  # most images in one request (more: 413)
+    max_body_mb: float = 32.0  # largest request body (more: 413)
+    api_key_env: str | None = None  # require 'Authorization: Bearer $NAME' when set
+    access_log: bool = True  # one log line per request
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"serve.{name}: must be >= 1, got {getattr(self, name)!r}"
+            for name in ("max_queue", "max_images")
+            if getattr(self, name) < 1
+        ]
+        if self.max_body_mb <= 0:
+            problems.append(f"serve.max_body_mb: must be > 0, got {self.max_body_mb!r}")
+        if self.max_wait_ms < 0:
+            problems.append(f"serve.max_wait_ms: must be >= 0, got {self.max_wait_ms!r}")
+        if not 0 <= self.port <= 65535:
+            problems.append(f"serve.port: must be in [0, 65535], got {self.port!r}")
+        if not self.host:
+            problems.append("serve.host: give an interface, e.g. 127.0.0.1")
+        if self.api_key_env is not None and not self.api_key_env:
+            problems.append("serve.api_key_env: give the name of an environment variable")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+
 @dataclass
 class TinyModelConfig:
     """Sizes of the tiny offline Qwen2.5-VL (:func:`qponder.models.tiny.build_tiny_model`)."""
@@ -357,6 +395,7 @@ class Recipe:
     sft: SFTRunConfig = field(default_factory=SFTRunConfig)
     grpo: GRPORunConfig = field(default_factory=GRPORunConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     seed: int = 42
 
