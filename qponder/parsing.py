@@ -3,14 +3,15 @@ every failure reason, and the expected-score read-out.
 
 Where the answer block is, and how a completion is laid out, is
 :mod:`qponder.answer_format`'s; this module reads what the answer says. The score is the
-first number inside the LAST answer block. Parsing is
-tolerant about white space and a few textual variants ("3.5/5", "Score: 3.5",
-``{"rating": 3.5}``) and never guesses: anything else gives ``None`` and a failure reason.
-A number is read only when it stands on its own: digits inside a word or a key
-(``bbox_2d``, ``v2``, ``3.5x``) are never the score, and an answer written as JSON is read
-by its rating/score key or refused. Training (rewards), evaluation, scoring and the
-consistency judges all call these functions, so a parse failure and an expected score mean
-the same thing everywhere.
+first number inside the LAST answer block. Parsing is tolerant about white space and a
+few textual variants ("3.5/5", "Score: 3.5", ``{"rating": 3.5}``) and never guesses:
+anything else gives ``None`` and a failure reason. A number is read only when it stands on
+its own: digits inside a word or a key (``bbox_2d``, ``v2``, ``3.5x``) or a version
+(``4.5.1``) are never the score, while a sentence's closing full stop, ellipsis or
+exclamation mark ends it (``3.25.``); an answer written as JSON is read by its
+rating/score key or refused. Training (rewards), evaluation, scoring and the consistency
+judges all call these functions, so a parse failure and an expected score mean the same
+thing everywhere.
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ from qponder.answer_format import NO_ANSWER, parse, render, render_answer, well_
 SCORE_MIN = 1.0
 SCORE_MAX = 5.0
 
-# a number standing on its own: not glued to a letter, digit, "_" or "." on either side
-_NUMBER_RE = re.compile(r"(?<![\w.])[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?![\w.])")
+# a number standing on its own: not glued to a letter, digit or "_" on either side, nor to
+# a "." before it; a "." after it is a full stop ("3.25.", "3.25...") unless a letter or digit
+# follows (a version such as "4.5.1" is no score)
+_NUMBER_RE = re.compile(
+    r"(?<![\w.])[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?!\w)(?!\.+\w)"
+)
 # the keys a JSON answer may carry its score under (case-insensitive), in order of preference
 SCORE_KEYS: tuple[str, ...] = ("rating", "score", "quality_score", "quality", "overall")
 _KEY_VALUE_RE = re.compile(

@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 from distill_fakes import make_samples
 
+from qponder.answer_format import render
 from qponder.config import DistillConfig, Recipe
 from qponder.data.samples import Sample
 from qponder.data.synthetic_reasoning import (
@@ -86,6 +87,13 @@ def test_the_error_rate_is_respected_and_every_error_is_filtered_out(error_rate)
     assert abs(share - error_rate) < 0.03  # 2000 answers: 3 standard errors at most
     if error_rate:
         assert kinds["overlooked"] and kinds["invented"] and kinds["no_answer"]
+
+
+def test_a_teacher_answer_ending_with_a_full_stop_is_kept():
+    # large teachers end their answers with a sentence's full stop: not a format failure
+    text = render("The edges are soft and fine detail is lost to blur.", "The score is 3.25.")
+    verdict = judge_replies([TeacherReply(text)], 3.3, tolerance=0.5)
+    assert verdict.kept and verdict.teacher_score == 3.25
 
 
 def test_every_answer_covers_every_aspect_and_stays_compact():

@@ -79,6 +79,15 @@ ANSWER_OPEN = re.compile(r"<\s*answer\s*>", re.IGNORECASE)
         ("<answer>Q2: 3.5</answer>", 3.5, None),  # ... is skipped, the next number read
         ("<answer>3.5x</answer>", None, NO_NUMBER),  # a number glued to a word
         ("<answer>The score is 4.</answer>", 4.0, None),  # a full stop ends the number
+        ("<answer>The quality score is 3.25.</answer>", 3.25, None),  # ... after decimals too
+        ("<answer>3.25.</answer>", 3.25, None),  # ... with nothing before it
+        ("<answer>Score: 3.25.</answer>", 3.25, None),  # ... after a label
+        ("<answer>3.25...</answer>", 3.25, None),  # an ellipsis ends it
+        ("<answer>3.25!</answer>", 3.25, None),  # ... and an exclamation mark
+        ("<answer>I rate it 4.0. Sharp.</answer>", 4.0, None),  # a sentence follows
+        ("<answer>4.5.1</answer>", None, NO_NUMBER),  # a version is not a score
+        ("<answer>3..5</answer>", None, NO_NUMBER),  # ... nor a doubled point inside digits
+        ("<answer>model 4.5.1 says 3.</answer>", 3.0, None),  # the version skipped, as Q2
     ],
 )
 def test_parse_completion_table(completion, score, error):
