@@ -173,12 +173,12 @@ def judge_all_parsed(model: Path, n: int, repeat: int = 5) -> float:
     """Seconds the consistency judge takes for one step in which all ``n`` completions
     parse (a random policy's rarely do, so the in-step figure understates it): the frozen
     policy reads ``n`` synthetic-teacher reasonings in one forward pass."""
-    from qponder.answer_format import without_answer
     from qponder.data.synthetic_reasoning import example_completions
     from qponder.models.judge import HFJudge
+    from qponder.parsing import parse_completion
 
     judge = HFJudge.from_pretrained(str(model), batch_size=n)
-    texts = [without_answer(c) for c in example_completions(n, seed=3)]
+    texts = [parse_completion(c).reasoning for c in example_completions(n, seed=3)]
     judge.implied_scores(texts)  # warm-up
     times = []
     for _ in range(repeat):

@@ -58,6 +58,7 @@ _ANSWER_RE = _block_re(ANSWER)
 _THINK_OPEN_RE = _open_re(THINK)
 _ANSWER_OPEN_RE = _open_re(ANSWER)
 _ANY_TAG_RE = re.compile(rf"<\s*/?\s*(?:{THINK}|{ANSWER})\s*>", re.IGNORECASE)
+_SPACES_RE = re.compile(r"[ \t]+")
 
 
 # --------------------------------------------------------------------------- completions
@@ -111,8 +112,10 @@ class Blocks:
     """The layout of a completion, whatever its answer says.
 
     Attributes:
-        reasoning: Text of the reasoning block(s); without one, the text before the last
-            answer block's opening tag. Never contains the answer.
+        reasoning: Text of the reasoning block(s); without one, the text before the first
+            answer tag. Never contains an answer: an answer block written inside the
+            reasoning (and anything after an answer tag that never closes there) is taken
+            out, and so are stray tags.
         answer: Raw text inside the last complete answer block, or ``None``.
         n_think: Number of complete reasoning blocks.
         n_answer: Number of complete answer blocks.
@@ -147,11 +150,10 @@ def split_blocks(text: str | list | dict) -> Blocks:
     thinks = list(_THINK_RE.finditer(text))
     last_answer = answers[-1] if answers else None
     if thinks:
-        reasoning = "\n".join(m.group(1).strip() for m in thinks)
+        reasoning = "\n".join(reasoning_text(m.group(1)) for m in thinks)
     else:
         cut = _ANSWER_OPEN_RE.search(text)
-        reasoning = (text[: cut.start()] if cut else text).strip()
-        reasoning = _THINK_OPEN_RE.sub("", reasoning).strip()
+        reasoning = reasoning_text(text[: cut.start()] if cut else text)
     return Blocks(
         reasoning=reasoning,
         answer=last_answer.group(1) if last_answer else None,
@@ -200,23 +202,35 @@ def strip_tags(text: str) -> str:
     return _ANY_TAG_RE.sub(" ", text)
 
 
-def without_answer(text: str | list | dict) -> str:
-    """The completion with everything from the last answer block's opening tag removed:
-    the reasoning without the answer it led to."""
-    text = completion_text(text)
-    opens = list(_ANSWER_OPEN_RE.finditer(text))
-    return (text[: opens[-1].start()] if opens else text).rstrip()
+def reasoning_text(text: str) -> str:
+    """The words of a reasoning without any answer in it: answer blocks are taken out, and
+    so is everything after an answer tag that never closes; remaining tags become spaces.
+    What a consistency judge may read (an answer left in would show it the score).
+
+    Example:
+        >>> reasoning_text("Sharp. <answer>5</answer> Clean.")
+        'Sharp. Clean.'
+        >>> reasoning_text("Sharp. <answer>5 so")
+        'Sharp.'
+    """
+    cleaned = _ANSWER_RE.sub(" ", text)
+    cut = _ANSWER_OPEN_RE.search(cleaned)
+    cleaned = _ANY_TAG_RE.sub(" ", cleaned[: cut.start()] if cut else cleaned)
+    if cleaned != text:  # only where something was taken out: keep the writer's spacing
+        cleaned = _SPACES_RE.sub(" ", cleaned)
+    return cleaned.strip()
 
 
 def judge_continuation(reasoning: str) -> str:
-    """The assistant text a consistency judge continues: the reasoning, then an open answer
-    tag, so that the next token is the first of the answer.
+    """The assistant text a consistency judge continues: the reasoning in its block (any
+    answer in it taken out, see :func:`reasoning_text`), then an open answer tag, so that
+    the next token is the first of the answer.
 
     Example:
-        >>> judge_continuation("Sharp, clean. ")
-        'Sharp, clean.\\n<answer>'
+        >>> judge_continuation("Sharp, clean. <answer>5</answer>")
+        '<think>\\nSharp, clean.\\n</think>\\n<answer>'
     """
-    return f"{reasoning.rstrip()}\n{ANSWER_OPEN}"
+    return f"{THINK_OPEN}\n{reasoning_text(reasoning)}\n{THINK_CLOSE}\n{ANSWER_OPEN}"
 
 
 def answer_tag_end(text: str) -> int | None:

@@ -31,9 +31,7 @@ SCORE_MAX = 5.0
 # a number standing on its own: not glued to a letter, digit or "_" on either side, nor to
 # a "." before it; a "." after it is a full stop ("3.25.", "3.25...") unless a letter or digit
 # follows (a version such as "4.5.1" is no score)
-_NUMBER_RE = re.compile(
-    r"(?<![\w.])[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?!\w)(?!\.+\w)"
-)
+_NUMBER_RE = re.compile(r"(?<![\w.])[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?(?!\w)(?!\.+\w)")
 # the keys a JSON answer may carry its score under (case-insensitive), in order of preference
 SCORE_KEYS: tuple[str, ...] = ("rating", "score", "quality_score", "quality", "overall")
 _KEY_VALUE_RE = re.compile(

@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from qponder.answer_format import completion_text, without_answer
+from qponder.answer_format import completion_text
 from qponder.parsing import is_well_formed, parse_completion, parse_score
 
 logger = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ class ConsistencyReward:
         todo = [i for i, p in enumerate(parsed) if p.ok]
         implied: list[float | None] = [None] * len(parsed)
         if todo:
-            texts = [without_answer(completions[i]) for i in todo]
+            texts = [parsed[i].reasoning for i in todo]  # no answer, no tags: see the judge
             for i, value in zip(todo, self.judge.implied_scores(texts), strict=True):
                 implied[i] = value
         scores = [p.score for p in parsed]

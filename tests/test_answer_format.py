@@ -145,16 +145,24 @@ def test_completion_text_puts_parsed_reasoning_back():
     assert af.completion_text(plain) == whole
 
 
-def test_without_answer_removes_the_last_answer_and_what_follows():
-    assert af.without_answer("<think>a</think>\n<answer>3</answer> bye") == "<think>a</think>"
-    assert af.without_answer("<answer>1</answer> <answer>2</answer>") == "<answer>1</answer>"
-    assert af.without_answer("no answer here  ") == "no answer here"
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Sharp and\n clean.", "Sharp and\n clean."),  # untouched: the writer's spacing kept
+        ("Sharp. <answer>5</answer> Clean.", "Sharp. Clean."),  # an answer block taken out
+        ("Sharp. <answer>5 and clean", "Sharp."),  # ... and what follows an unclosed one
+        ("<think>Sharp.</think>", "Sharp."),  # stray tags
+    ],
+)
+def test_reasoning_text_holds_no_answer(text, expected):
+    assert af.reasoning_text(text) == expected
 
 
 def test_judge_continuation_ends_where_the_answer_starts():
     text = af.judge_continuation("Sharp and clean.  ")
-    assert text == f"Sharp and clean.\n{af.ANSWER_OPEN}"
+    assert text == af.render("Sharp and clean.", "")[: -len(af.ANSWER_CLOSE)]
     assert af.answer_tag_end(text) == len(text)
+    assert af.judge_continuation("Sharp. <answer>5</answer>") == af.judge_continuation("Sharp.")
 
 
 def test_strip_tags_keeps_the_words():

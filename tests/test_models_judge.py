@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from qponder.answer_format import judge_continuation
 from qponder.models.families import qwen2_5_vl_chat_template, train_tokenizer
 from qponder.models.judge import HFJudge, OpenAIJudge, build_judge
 from qponder.models.readout import score_token_ids
@@ -55,7 +56,7 @@ def test_hf_judge_reads_the_expected_score_after_an_open_answer_tag_without_imag
     assert judge.implied_scores(reasonings) == pytest.approx([2.0, 4.5, 4.5])
     assert tok.padding_side == "right"  # restored
     for text, reasoning in zip(model.prompts, reasonings, strict=True):
-        assert text.endswith(f"{reasoning}\n<answer>")
+        assert text.endswith(judge_continuation(reasoning))  # the reasoning in its block
         assert "<|image_pad|>" not in text and "<|vision_start|>" not in text
     assert judge.stats.texts == 3 and judge.stats.calls == 1
 
@@ -93,7 +94,7 @@ def test_openai_judge_uses_the_shared_read_out_and_the_recipe_instruction():
     assert judge.implied_scores(["Sharp and clean."]) == [pytest.approx(4.5)]
     messages = completions.requests[0]["messages"]
     assert messages[0] == {"role": "user", "content": "Custom words."}
-    assert messages[1]["content"].endswith("Sharp and clean.\n<answer>")
+    assert messages[1]["content"] == judge_continuation("Sharp and clean.")
 
 
 def test_build_judge_passes_the_instruction_to_an_openai_judge(monkeypatch):

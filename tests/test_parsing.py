@@ -105,6 +105,8 @@ def test_parse_completion_table(completion, score, error):
         ("soft edges <answer>2</answer>", "soft edges"),  # no think block: text before the answer
         ("<think>unclosed reasoning <answer>2</answer>", "unclosed reasoning"),  # open tag dropped
         ("<answer>2</answer>", ""),  # nothing but the answer
+        ("<think>sharp <answer>5</answer> clean</think><answer>2</answer>", "sharp clean"),
+        ("<think>sharp <answer>5 clean</think><answer>2</answer>", "sharp"),  # never closed
     ],
 )
 def test_reasoning_never_contains_the_answer(completion, reasoning):

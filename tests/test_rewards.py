@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from qponder.answer_format import render
 from qponder.config import GRPORunConfig
 from qponder.models.judge import Judge
 from qponder.rewards import (
@@ -98,13 +99,10 @@ class TableJudge(Judge):  # a judge with known answers
 
 
 def test_consistency_reward_compares_answer_with_judge_reading():
-    a = "<think>\nvery blurry\n</think>"
-    b = "<think>\nclean\n</think>"
+    a, b = "very blurry", "clean"
     judge = TableJudge({a: 2.0, b: 4.5})
     reward = ConsistencyReward(judge, sigma=0.5)
-    values = reward(
-        [conv(a + "\n<answer>2.00</answer>"), b + "\n<answer>3.50</answer>", "no answer"]
-    )
+    values = reward([conv(render(a, "2.00")), render(b, "3.50"), "no answer"])
     assert values[0] == pytest.approx(1.0)
     assert values[1] == pytest.approx(math.exp(-1.0 / (2 * 0.25)))
     assert values[2] == 0.0  # unparsable: 0.0, and the judge is not asked
@@ -112,6 +110,24 @@ def test_consistency_reward_compares_answer_with_judge_reading():
     assert reward.last_gap == pytest.approx(0.5)
     assert reward.__name__ == "consistency"
     assert judge.stats.calls == 1 and judge.stats.texts == 2
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "<think>\nSoft edges. <answer>5</answer> Noisy.\n</think>\n<answer>5</answer>",  # inside
+        "<think>\nSoft edges. Noisy.\n</think>\n<answer>5</answer>\n<answer>5</answer>",  # after
+        "<think>\nSoft edges. <answer>5 Noisy.\n</think>\n<answer>5</answer>",  # never closed
+    ],
+)
+def test_the_judge_never_reads_an_answer_the_completion_wrote_early(completion):
+    # an answer block written into or after the reasoning would show the judge the score,
+    # which it would then copy: a way to earn the consistency reward without consistency
+    judge = TableJudge({})
+    ConsistencyReward(judge)([completion])
+    (read,) = judge.read
+    assert "5" not in read and "answer" not in read and "think" not in read
+    assert read.startswith("Soft edges.")
 
 
 def test_consistency_values_missing_judge_reading_gives_zero():
@@ -173,7 +189,7 @@ def test_build_reward_functions_names_weights_and_drops_zero_weights():
 
 def test_build_reward_functions_uses_given_judge():
     cfg = GRPORunConfig(rewards={"consistency": 1.0})
-    judge = TableJudge({"<think>\nsharp, clean, well exposed\n</think>": 4.2})
+    judge = TableJudge({"sharp, clean, well exposed": 4.2})
     funcs, _ = build_reward_functions(cfg, judge)
     assert funcs[0]([GOOD]) == [pytest.approx(1.0)]
 
