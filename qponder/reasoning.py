@@ -7,6 +7,15 @@ explicit cue, a mention it cannot place (a hedge such as "there may be blur", an
 without a verdict such as "let me check the exposure") is ``unclear``, and a sentence with
 nothing the lexicon knows is counted in ``unknown_sentences``.
 
+Only readable text is read (:func:`readable_sentence`): a sentence of 2 to 80 words that
+repeats no word three times in a row and whose distinct words are at least half its words
+(from 4 words on); a sentence repeated word for word counts once, its copies as
+unreadable. Other sentences are counted in ``unreadable_sentences`` and assert nothing. A
+reasoning whose readable sentences hold less than half of its words is unreadable as a
+whole (``readable`` False): babble such as an untrained model's "Noiseards yo washeai
+Noiseards yo washeai ..." then asserts, denies and states nothing, however many kind words
+it repeats.
+
 The lexicon
 -----------
 :data:`KINDS` maps each shared distortion kind to four lists of regular expressions (matched
@@ -490,6 +499,10 @@ class ReasoningAnalysis:
             blur": not necessarily a contradiction).
         clean_claim: The reasoning states the image has no defects at all ("no visible
             distortions", "pristine"); every kind it does not assert is then denied.
+        readable: Whether the reasoning is readable text (see the module docstring); an
+            unreadable one asserts, denies and states nothing.
+        unreadable_sentences: Sentences that were not read because they are not readable
+            text (or repeat an earlier sentence); every sentence of an unreadable reasoning.
     """
 
     readings: tuple[KindReading, ...]
@@ -500,6 +513,8 @@ class ReasoningAnalysis:
     unknown: tuple[str, ...] = ()
     conflicts: tuple[str, ...] = ()
     clean_claim: bool = False
+    readable: bool = True
+    unreadable_sentences: int = 0
 
     def reading(self, kind: str) -> KindReading:
         """The reading of ``kind`` (a key of :data:`KINDS`)."""
@@ -538,6 +553,8 @@ class ReasoningAnalysis:
             "unknown": list(self.unknown),
             "conflicts": list(self.conflicts),
             "clean_claim": self.clean_claim,
+            "readable": self.readable,
+            "unreadable_sentences": self.unreadable_sentences,
         }
 
 
@@ -719,6 +736,51 @@ def _normalise(text: str) -> str:
         r"\b(e\.g|i\.e|etc|vs)\.", lambda m: m.group(1).replace(".", ""), text, flags=re.I
     )
     return text
+
+
+# what makes a sentence readable text (see the module docstring)
+MIN_WORDS, MAX_WORDS = 2, 80  # "Noise: none." is a sentence; "Blur." is not
+MIN_DISTINCT_SHARE = 0.5  # distinct words / words, from 4 words on
+MAX_WORD_RUN = 2  # the same word at most twice in a row ("very very" is English)
+
+
+def readable_sentence(sentence: str) -> bool:
+    """Whether a sentence is readable text: 2 to 80 words, no word three times in a row,
+    and (from 4 words on) at least half of its words distinct.
+
+    Example:
+        >>> readable_sentence("There is no noise, but strong blur softens the edges.")
+        True
+        >>> readable_sentence("contrast contrast contrast"), readable_sentence("Blur.")
+        (False, False)
+    """
+    words = [w.lower() for w in _WORD.findall(sentence)]
+    if not MIN_WORDS <= len(words) <= MAX_WORDS:
+        return False
+    if len(words) >= 4 and len(set(words)) < MIN_DISTINCT_SHARE * len(words):
+        return False
+    run = 1
+    for a, b in zip(words, words[1:], strict=False):
+        run = run + 1 if a == b else 1
+        if run > MAX_WORD_RUN:
+            return False
+    return True
+
+
+def _readable_part(sentences: list[str]) -> tuple[list[str], int]:
+    """The sentences to read (readable, first occurrences) and how many were left out; none
+    when they hold less than half of the reasoning's words."""
+    seen: set[str] = set()
+    keep = []
+    for s in sentences:
+        key = " ".join(w.lower() for w in _WORD.findall(s))
+        if readable_sentence(s) and key not in seen:
+            keep.append(s)
+        seen.add(key)
+    words = sum(_n_words(s) for s in sentences)
+    if sum(_n_words(s) for s in keep) * 2 < words:
+        return [], len(sentences)
+    return keep, len(sentences) - len(keep)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -977,12 +1039,13 @@ def analyse_reasoning(text: str | list | dict) -> ReasoningAnalysis:
     """
     reasoning = parse_completion(text).reasoning
     sentences = split_sentences(reasoning)
+    to_read, unreadable = _readable_part(sentences)
     seen: dict[str, set[int | None]] = {k: set() for k in KINDS}
     severity: dict[str, int] = {}
     band = lean = None
     unknown: list[str] = []
     clean_claim = False
-    for sentence in sentences:
+    for sentence in to_read:
         read = _read_sentence(sentence)
         if not read.read and read.band is None:
             unknown.append(sentence)
@@ -1013,4 +1076,6 @@ def analyse_reasoning(text: str | list | dict) -> ReasoningAnalysis:
         unknown=tuple(unknown),
         conflicts=tuple(k for k in KINDS if {1, -1} <= seen[k]),
         clean_claim=clean_claim,
+        readable=bool(to_read) or not sentences,
+        unreadable_sentences=unreadable,
     )

@@ -221,8 +221,9 @@ def test_the_last_band_stated_is_the_conclusion():
 def test_sentences_with_nothing_the_lexicon_knows_are_counted_unknown():
     a = analyse_reasoning("Let me analyse the image. Hmm. Strong blur. I'd give it a 3.8.")
     assert a.sentences == 4
-    assert a.unknown_sentences == 3
-    assert a.unknown == ("Let me analyse the image.", "Hmm.", "I'd give it a 3.8.")
+    assert a.unknown_sentences == 2
+    assert a.unknown == ("Let me analyse the image.", "I'd give it a 3.8.")
+    assert a.unreadable_sentences == 1  # "Hmm." is no sentence of text: not read at all
     assert a.asserted == {"blur": 4}
 
 
@@ -231,6 +232,65 @@ def test_unreadable_text_asserts_nothing():
     assert a.unknown_sentences == a.sentences == 2
     assert {r.status for r in a.readings} == {NOT_MENTIONED}
     assert a.band is None
+
+
+# what an untrained tiny model wrote for a random image (build_tiny_model(seed=0), greedy,
+# 200 tokens): kind cues in such babble gave the untrained demo stage description F1 0.122
+BABBLE = (
+    "�beects Noiseards yo washeai photographiv Noiseards yo washeai photographiv Nois"
+    "eards yo washeai photographiv Noiseildards yo washeai photographiv Noiseildards "
+    "yo washeai photographiv Noiseildards yod inspection youl f scene in>..mals sal s"
+    "ewhere ex� bloss Noise mmpleap (ange������ directionaiExualSlight�ocus damage sh"
+    "arpness tally too<answer yod inspectionowardsad blocking%,nessct show hardly Sli"
+    "ght vieweralan\x1bNooothadie it wellrt\x02redlat\x1bNooothadie it wellrtulse spe"
+    "ualSlight�ocus damage sharpness tally too subjectiveatedEdges�Sharpness show har"
+    "dly Slight vieweralan\x1bNooothadie itthe5 sensor� colours,nessct show hardly Sl"
+    "ight vieweralan\x1bNooothadie itthe5 sensor� colours,nessct show hardly Slight v"
+    'ieweralan\x1bNooothadie itthe5 sensor� colours,ness" Extremember siv Noiseildard'
+    "s yod"
+)
+
+
+@pytest.mark.parametrize(
+    "babble",
+    [
+        BABBLE,
+        "contrast " * 61,  # one kind word, repeated
+        "Blur. Noise. Blocking. Ringing. Banding.",  # kind words, no sentences
+        "There is strong blur. " * 12,  # one sentence, over and over
+        "blur blur blur noise, noise noise noise.",  # runs of the same word
+    ],
+)
+def test_babble_asserts_nothing_and_scores_zero(babble):
+    from qponder.data.distortion_labels import DistortionTruth
+    from qponder.evaluation.description import description_metrics
+
+    a = analyse_reasoning(babble)
+    assert not a.readable and a.unreadable_sentences == a.sentences >= 1
+    assert a.asserted == {} and a.denied == () and a.band is None
+    truth = DistortionTruth(
+        kinds={"blur": 3, "noise": 2, "contrast": 2}, pristine=False, dataset="synthetic"
+    )
+    figures = description_metrics([a], [truth])
+    assert figures["micro"]["f1"] == 0.0 and figures["micro"]["tp"] == 0
+    assert figures["unreadable"] == {"reasonings": 1, "rate": 1.0, "sentences": a.sentences}
+
+
+def test_readable_reasoning_is_read_whole():
+    # a teacher's numbered list: every sentence readable, terse labels included
+    text = (
+        "1. Sharpness: the subject is in focus, but fine textures look slightly soft.\n"
+        "2. Noise: none.\n3. Exposure: shadows are somewhat crushed.\n"
+        "Overall, the quality is fair: mild blur reduces the viewing experience."
+    )
+    a = analyse_reasoning(text)
+    assert a.readable and a.unreadable_sentences == 0
+    assert "blur" in a.asserted and a.status("noise") == "denied" and a.band == 3
+
+
+def test_a_repeated_sentence_counts_once():
+    a = analyse_reasoning("There is strong blur. The colours are natural. There is strong blur.")
+    assert a.readable and a.unreadable_sentences == 1 and a.asserted == {"blur": 4}
 
 
 def test_a_whole_completion_is_read_by_its_reasoning_only():

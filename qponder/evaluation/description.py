@@ -29,6 +29,9 @@ None). Its figures:
 - ``unknown_sentences``: over all reasonings, ``total`` sentences the analyser could not
   read, ``sentences`` read in all, ``share = total / sentences``, ``per_reasoning`` (mean)
   and ``reasonings_with_unknown``.
+- ``unreadable``: reasonings that are not readable text (babble; they assert nothing, see
+  :mod:`qponder.reasoning`): ``reasonings``, their ``rate`` among all, and the
+  ``sentences`` left unread over all reasonings.
 - ``confusion``: ``counts[i][j]`` = judged images that have kind ``true[i]`` and whose
   reasoning asserts kind ``asserted[j]``; the row ``"none"`` holds pristine images and the
   column ``"none"`` reasonings that assert nothing. An image with two true kinds, or a
@@ -142,6 +145,56 @@ def image_counts(
     return tp, fp, fn
 
 
+def _tally(
+    analyses: Sequence[ReasoningAnalysis],
+    truths: Sequence[DistortionTruth | None],
+    kinds: list[str],
+) -> dict[str, Any]:
+    """Per-kind counts, severity pairs, the confusion matrix and the image tallies."""
+    labels = [*kinds, NONE]
+    counts = {k: {"support": 0, "asserted": 0, "tp": 0, "fp": 0, "fn": 0, "denied_present": 0}
+              for k in kinds}  # fmt: skip
+    sev_pairs: dict[str, list[tuple[int, int]]] = {k: [] for k in kinds}
+    confusion = [[0] * len(labels) for _ in labels]
+    images = dict.fromkeys(("judged", "no_truth", "unmapped", "pristine", "false_alarms"), 0)
+    for a, t in zip(analyses, truths, strict=True):
+        if t is None or not t.complete:
+            images["no_truth" if t is None else "unmapped"] += 1
+            continue
+        images["judged"] += 1
+        said = a.asserted
+        if t.pristine:
+            images["pristine"] += 1
+            images["false_alarms"] += bool(a.asserts_any)
+        true_idx = [labels.index(k) for k in kinds if k in t.kinds] or [len(kinds)]
+        said_idx = [labels.index(k) for k in kinds if k in said] or [len(kinds)]
+        for i in true_idx:
+            for j in said_idx:
+                confusion[i][j] += 1
+        for k in kinds:
+            c, has, says = counts[k], k in t.kinds, k in said
+            c["support"] += has
+            c["asserted"] += says
+            c["tp"] += has and says
+            c["fp"] += says and not has
+            c["fn"] += has and not says
+            c["denied_present"] += has and a.status(k) == DENIED
+            level, stated = t.kinds.get(k), said.get(k)
+            if has and says and level is not None and stated is not None:
+                sev_pairs[k].append((stated, level))
+    return {"counts": counts, "sev_pairs": sev_pairs, "confusion": confusion,
+            "labels": labels, **images}  # fmt: skip
+
+
+def _unreadable_figures(analyses: Sequence[ReasoningAnalysis]) -> dict:
+    n = sum(1 for a in analyses if not a.readable)
+    return {
+        "reasonings": n,
+        "rate": _ratio(n, len(analyses)),
+        "sentences": sum(a.unreadable_sentences for a in analyses),
+    }
+
+
 def description_metrics(
     analyses: Sequence[ReasoningAnalysis],
     truths: Sequence[DistortionTruth | None],
@@ -165,44 +218,11 @@ def description_metrics(
     if len(analyses) != len(truths) or (scores is not None and len(scores) != len(analyses)):
         raise ValueError("analyses, truths and scores must have one entry per image")
     kinds = list(kinds)
-    labels = [*kinds, NONE]
-    counts = {k: {"support": 0, "asserted": 0, "tp": 0, "fp": 0, "fn": 0, "denied_present": 0}
-              for k in kinds}  # fmt: skip
-    sev_pairs: dict[str, list[tuple[int, int]]] = {k: [] for k in kinds}
-    confusion = [[0] * len(labels) for _ in labels]
-    judged = no_truth = unmapped = pristine = false_alarms = 0
-    for a, t in zip(analyses, truths, strict=True):
-        if t is None:
-            no_truth += 1
-            continue
-        if not t.complete:
-            unmapped += 1
-            continue
-        judged += 1
-        said = a.asserted
-        said_kinds = [k for k in kinds if k in said]
-        true_kinds = [k for k in kinds if k in t.kinds]
-        if t.pristine:
-            pristine += 1
-            false_alarms += bool(a.asserts_any)
-        for i in [labels.index(k) for k in true_kinds] or [len(kinds)]:
-            for j in [labels.index(k) for k in said_kinds] or [len(kinds)]:
-                confusion[i][j] += 1
-        for k in kinds:
-            c, has, says = counts[k], k in t.kinds, k in said
-            c["support"] += has
-            c["asserted"] += says
-            c["tp"] += has and says
-            c["fp"] += says and not has
-            c["fn"] += has and not says
-            c["denied_present"] += has and a.status(k) == DENIED
-            level, stated = t.kinds.get(k), said.get(k)
-            if has and says and level is not None and stated is not None:
-                sev_pairs[k].append((stated, level))
+    t = _tally(analyses, truths, kinds)
+    counts, sev_pairs = t["counts"], t["sev_pairs"]
     per_kind = {}
     for k in kinds:
-        c = counts[k]
-        pairs = sev_pairs[k]
+        c, pairs = counts[k], sev_pairs[k]
         per_kind[k] = {
             **c,
             **_prf(c["tp"], c["fp"], c["fn"]),
@@ -212,11 +232,12 @@ def description_metrics(
     present = [k for k in kinds if counts[k]["support"] > 0]
     tp, fp, fn = (sum(counts[k][x] for k in kinds) for x in ("tp", "fp", "fn"))
     pooled = [p for k in kinds for p in sev_pairs[k]]
+    conflicted = sum(1 for a in analyses if a.conflicts)
     out: dict[str, Any] = {
         "images": len(analyses),
-        "judged": judged,
-        "no_truth": no_truth,
-        "unmapped": unmapped,
+        "judged": t["judged"],
+        "no_truth": t["no_truth"],
+        "unmapped": t["unmapped"],
         "per_kind": per_kind,
         "micro": {"tp": tp, "fp": fp, "fn": fn, **_prf(tp, fp, fn)},
         "macro": {
@@ -228,16 +249,14 @@ def description_metrics(
             "pairs": len(pooled),
         },
         "pristine": {
-            "images": pristine,
-            "false_alarms": false_alarms,
-            "false_alarm_rate": _ratio(false_alarms, pristine),
+            "images": t["pristine"],
+            "false_alarms": t["false_alarms"],
+            "false_alarm_rate": _ratio(t["false_alarms"], t["pristine"]),
         },
         "unknown_sentences": _unknown_figures(analyses),
-        "confusion": {"true": labels, "asserted": labels, "counts": confusion},
-        "conflicts": {
-            "reasonings": sum(1 for a in analyses if a.conflicts),
-            "rate": _ratio(sum(1 for a in analyses if a.conflicts), len(analyses)),
-        },
+        "unreadable": _unreadable_figures(analyses),
+        "confusion": {"true": t["labels"], "asserted": t["labels"], "counts": t["confusion"]},
+        "conflicts": {"reasonings": conflicted, "rate": _ratio(conflicted, len(analyses))},
     }
     if scores is not None:
         out["band"] = _band_figures(analyses, scores)
