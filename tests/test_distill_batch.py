@@ -95,6 +95,30 @@ def test_a_batch_with_missing_duplicated_and_failed_lines(dataset, tmp_path, cap
     assert sorted(r["id"] for r in everything) == sorted(samples)
 
 
+def test_a_batch_body_is_read_by_the_fields_qponder_uses(dataset, tmp_path, capsys):
+    samples, spec = dataset
+    out, requests, results = tmp_path / "cold.jsonl", tmp_path / "req.jsonl", tmp_path / "res.jsonl"
+    assert _distill(spec, out, "--export-batch", str(requests)) == 0
+    with FakeTeacherServer([3.0] * 8) as srv:
+        lines = run_batch(requests, results, srv.base_url)
+    for line in lines[:4]:  # bodies without the fields qponder never reads
+        for key in ("created", "id", "object", "model", "usage"):
+            line["response"]["body"].pop(key, None)
+    lines[4]["response"]["body"]["system_fingerprint"] = {"unexpected": ["shape"]}
+    lines[5]["response"]["body"]["choices"][0]["message"] = {"role": "assistant"}  # no text
+    lines[6]["response"]["body"] = "not an object"
+    del lines[7]["response"]["body"]["choices"]
+    results.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    capsys.readouterr()
+    assert _distill(spec, out, "--import-batch", str(results)) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["batch"]["kept"] == 5 and report["batch"]["failed"] == 3
+    rejected = {r["id"]: r for r in read_jsonl(tmp_path / "cold.rejected.jsonl")}
+    assert sorted(rejected) == sorted(x["custom_id"] for x in lines[5:])
+    details = " ".join(str(r.get("detail", r)) for r in rejected.values())
+    assert "not a usable chat completion" in details and "not a chat completion" in details
+
+
 def test_a_batch_needs_the_served_model_name(dataset, tmp_path, capsys):
     _, spec = dataset
     code = main(["distill", "--dataset", spec, "--out", str(tmp_path / "c.jsonl"),

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from qponder.config import ConfigError, Recipe
@@ -127,10 +128,23 @@ def export_batch(
             "file": str(requests)}  # fmt: skip
 
 
-def _result_replies(line: dict[str, Any]) -> tuple[list[Any] | None, str]:
-    """The replies of one result line, or None and why the line failed."""
-    from openai.types.chat import ChatCompletion
+def _as_attributes(value: Any) -> Any:
+    """JSON data as nested objects with attributes (what :func:`replies_from_response`
+    reads), lists kept as lists."""
+    if isinstance(value, dict):
+        return SimpleNamespace(**{str(k): _as_attributes(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_as_attributes(v) for v in value]
+    return value
 
+
+def _result_replies(line: dict[str, Any]) -> tuple[list[Any] | None, str]:
+    """The replies of one result line, or None and why the line failed.
+
+    Only what qponder reads of a chat completion is checked (its choices, their message
+    and finish reason): batch services leave out or add other fields (``created``,
+    ``system_fingerprint``, ...), and a strict schema would reject good replies for them.
+    """
     from qponder.distill.openai_teacher import replies_from_response
 
     if line.get("error"):
@@ -139,10 +153,12 @@ def _result_replies(line: dict[str, Any]) -> tuple[list[Any] | None, str]:
     status = response.get("status_code")
     if status != 200:
         return None, f"batch status {status}: {json.dumps(response.get('body'))[:300]}"
+    body = response.get("body")
+    if not isinstance(body, dict):
+        return None, f"batch body is not a chat completion: {json.dumps(body)[:300]}"
     try:
-        completion = ChatCompletion.model_validate(response.get("body") or {})
-        return replies_from_response(completion), ""
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError too
+        return replies_from_response(_as_attributes(body)), ""
+    except ValueError as exc:  # no choices, or none with a text message
         return None, f"batch body is not a usable chat completion: {str(exc)[:300]}"
 
 
