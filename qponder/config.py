@@ -30,8 +30,21 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # the shipped recipes,
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, but reading ``1e-4`` as a float (YAML 1.2), not a string."""
+    """PyYAML's safe loader, but with YAML 1.2's numbers and booleans: ``1e-4`` is a float
+    (not a string), and only true/false are booleans, so that ``--set
+    sft.trl.save_strategy=no`` is the string TRL expects, not False (YAML 1.1 also read
+    yes/no/on/off as booleans)."""
 
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
 
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",

@@ -24,6 +24,15 @@ def test_overrides_are_yaml_typed_including_scientific_notation():
     assert parse_override("eval.datasets=[a, b]") == (["eval", "datasets"], ["a", "b"])
 
 
+def test_only_true_and_false_are_booleans():
+    # YAML 1.1 read "no" as False: TRL's save_strategy=no then failed as "False is not a
+    # valid SaveStrategy"
+    assert parse_override("sft.trl.save_strategy=no")[1] == "no"
+    assert [parse_override(f"k={v}")[1] for v in ("yes", "off", "on")] == ["yes", "off", "on"]
+    assert [parse_override(f"k={v}")[1] for v in ("true", "False")] == [True, False]
+    assert load_recipe(None, ["sft.trl.save_strategy=no"]).sft.trl == {"save_strategy": "no"}
+
+
 def test_trl_options_written_in_the_section_are_routed_to_trl():
     recipe = load_recipe(None, ["grpo.num_generations=4", "sft.learning_rate=2e-5"])
     assert recipe.grpo.trl == {"num_generations": 4}
