@@ -70,7 +70,6 @@ ASSERTED = "asserted"
 DENIED = "denied"
 UNCLEAR = "unclear"  # named, but the reasoning does not say whether it is present
 NOT_MENTIONED = "not_mentioned"
-STATUSES = (ASSERTED, DENIED, UNCLEAR, NOT_MENTIONED)
 
 _COL = r"colou?rs?"
 _ART_WORDS = r"artefacts?|artifacts?"

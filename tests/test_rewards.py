@@ -200,8 +200,15 @@ def test_the_consistency_reward_without_a_judge_is_refused():
         build_reward_functions(cfg)
 
 
-def test_reward_names_come_from_the_registry():
-    from qponder.rewards import REWARD_NAMES, REWARDS, needs_judge
+def test_every_registered_reward_builds_under_its_own_name_and_nothing_else_is_accepted():
+    from qponder.config import ConfigError
+    from qponder.rewards import REWARDS, needs_judge
 
-    assert REWARD_NAMES == tuple(REWARDS) == ("format", "score", "consistency", "ranking")
+    judge = TableJudge({})
+    for name in REWARDS:  # TRL logs rewards/<name>/mean: the registry name must be the log name
+        cfg = GRPORunConfig(rewards={name: 1.0})
+        (func,), weights = build_reward_functions(cfg, judge)
+        assert func.__name__ == name and weights == [1.0]
+    with pytest.raises(ConfigError, match="grpo.rewards.fluency: unknown reward"):
+        GRPORunConfig(rewards={"fluency": 1.0})
     assert needs_judge({"consistency": 0.5}) and not needs_judge({"consistency": 0.0})

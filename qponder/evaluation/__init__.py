@@ -5,6 +5,7 @@
 - :mod:`~qponder.evaluation.report`: per-dataset summaries and ``report.md`` from prediction rows.
 - :mod:`~qponder.evaluation.plots`: prediction-vs-MOS scatter plots with the fitted curve.
 - :mod:`~qponder.evaluation.compare`: per-dataset differences between two runs, paired on image ids.
-- :mod:`~qponder.evaluation.runner`: :func:`~qponder.evaluation.runner.run_eval`, the run directory.
-- :mod:`~qponder.evaluation.io`: append-only JSONL/CSV result files that survive a kill.
+- :mod:`~qponder.evaluation.description`: what reasonings describe against labelled distortions.
+- :mod:`~qponder.evaluation.runner`: :func:`~qponder.evaluation.runner.run_eval`, the run directory
+  (its files through :mod:`qponder.runfiles`).
 """

@@ -51,7 +51,6 @@ from qponder.errors import QponderError
 FIT_LOGISTIC4 = "logistic4"
 FLAT_TOLERANCE = 1e-6  # a fitted curve spanning at most this fraction of the MOS range is flat
 CI_LEVEL = 0.95
-METRICS = ("srcc", "krcc", "plcc", "plcc_raw", "rmse")
 
 ArrayLike = Sequence[float] | np.ndarray
 
