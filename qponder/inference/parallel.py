@@ -307,7 +307,7 @@ def score_in_shards(
         on every process (see :func:`on_main_process`); a second run on the same output
         meets the output's lock.
     """
-    state = state or process_state()
+    state = process_state() if state is None else state
     journal = open_journal(out)
     try:
         items = on_main_process(state, lambda: _open_output(journal, out, open_journal, setup))
