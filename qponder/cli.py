@@ -621,23 +621,20 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-url", help="endpoint for --backend openai (e.g. a vLLM fleet)")
     p.add_argument(
         "--host",
-        default="127.0.0.1",
         help="interface to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for all)",
     )
-    p.add_argument("--port", type=_at_least(0), default=8000, help="TCP port (default 8000)")
+    p.add_argument("--port", type=_at_least(0), help="TCP port (default 8000)")
     p.add_argument(
         "--max-batch", type=_at_least(1), help="most images per model call (eval.batch_size)"
     )
     p.add_argument(
         "--max-wait-ms",
         type=_at_least(0),
-        default=10,
         help="longest wait for more images to fill a batch (default 10)",
     )
     p.add_argument(
         "--max-queue",
         type=_at_least(1),
-        default=256,
         help="most images waiting; more gets 503 with Retry-After (default 256)",
     )
     p.add_argument(
@@ -650,51 +647,28 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="require 'Authorization: Bearer KEY', KEY read from the environment variable NAME",
     )
+    p.add_argument("--max-body-mb", type=_positive, help="largest request body (default 32)")
+    p.add_argument("--max-images", type=_at_least(1), help="most images per request (default 64)")
     p.add_argument(
-        "--max-body-mb", type=_positive, default=32.0, help="largest request body (default 32)"
-    )
-    p.add_argument(
-        "--max-images", type=_at_least(1), default=64, help="most images per request (default 64)"
-    )
-    p.add_argument("--no-access-log", action="store_true", help="no log line per request")
+        "--no-access-log", dest="access_log", action="store_const", const=False,
+        help="no log line per request",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_serve)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from qponder.prompts import load_prompts
-    from qponder.serve import ServeSettings, read_api_key, run_server
+    from qponder.serve import serve
 
-    flags = {
+    # each flag sets its recipe key only when given (None): the defaults are the recipe's
+    keys = ("host", "port", "max_wait_ms", "max_queue", "max_images", "max_body_mb")
+    flags = {f"serve.{k}": getattr(args, k) for k in (*keys, "api_key_env", "access_log")}
+    flags |= {
         "eval.backend": args.backend,
         "eval.base_url": args.base_url,
         "eval.samples": args.samples,
         "eval.batch_size": args.max_batch,
     }
-    recipe = _load_recipe(args, flags)
-    recipe.eval.require_endpoint()
-    settings = ServeSettings(
-        model_name=args.model,
-        backend=recipe.eval.backend,
-        host=args.host,
-        port=args.port,
-        max_batch=recipe.eval.batch_size,
-        max_wait_ms=args.max_wait_ms,
-        max_queue=args.max_queue,
-        samples=recipe.eval.samples,
-        max_images=args.max_images,
-        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-        api_key=read_api_key(args.api_key_env) if args.api_key_env else None,
-    )
-    instruction = load_prompts(recipe.prompts).student_instruction
-
-    def load_scorer():
-        from qponder.inference import Scorer
-
-        return Scorer.from_config(
-            args.model, recipe.eval, model_config=recipe.model, instruction=instruction
-        )
-
-    run_server(load_scorer, settings, access_log=not args.no_access_log)
+    serve(_load_recipe(args, flags), args.model)
     return 0
 
 

@@ -1,6 +1,6 @@
 """A Python client of ``qponder serve``, and a reward function for RL trainers.
 
-:class:`ScoreClient` sends images to a server and returns one :class:`ScoreResult` per
+:class:`ScoreClient` sends images to a server and returns one :class:`ServedScore` per
 image, in order: PIL images travel as PNG (lossless), encoded files (``bytes``, or a local
 path that the *client* reads) as they are. Large lists are split into requests of
 ``batch_size`` images, sent ``concurrency`` at a time; a busy server (503, honouring
@@ -56,7 +56,7 @@ class ServeError(QponderError):
 
 
 @dataclass(frozen=True)
-class ScoreResult:
+class ServedScore:
     """The served answer for one image (the wire form of
     :class:`qponder.inference.ScoreResult`, with the image's id and the parse outcome).
 
@@ -82,7 +82,7 @@ class ScoreResult:
     error: str | None = None
 
     @classmethod
-    def from_dict(cls, row: dict[str, Any]) -> ScoreResult:
+    def from_dict(cls, row: dict[str, Any]) -> ServedScore:
         """Read one row of the server's ``results``."""
         parse = row.get("parse") or {}
         return cls(
@@ -207,7 +207,7 @@ class ScoreClient:
         *,
         samples: int | None = None,
         ids: Sequence[str] | None = None,
-    ) -> list[ScoreResult]:
+    ) -> list[ServedScore]:
         """Score images: one result per image, in order.
 
         Args:
@@ -226,7 +226,7 @@ class ScoreClient:
             for k in range(0, len(images), self.batch_size)
         ]
 
-        def send(chunk: tuple[list[str], Sequence[Any]]) -> list[ScoreResult]:
+        def send(chunk: tuple[list[str], Sequence[Any]]) -> list[ServedScore]:
             chunk_ids, chunk_images = chunk
             body: dict[str, Any] = {
                 "images": [
@@ -237,7 +237,7 @@ class ScoreClient:
             if samples is not None:
                 body["samples"] = samples
             rows = self._request("POST", "/v1/score", json=body)["results"]
-            results = [ScoreResult.from_dict(r) for r in rows]
+            results = [ServedScore.from_dict(r) for r in rows]
             if [r.id for r in results] != chunk_ids:
                 raise ServeError("the server answered for other images than it was sent")
             return results

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from qponder.client import ScoreClient, ScoreResult, ServeError, reward_fn, to_pil_images
+from qponder.client import ScoreClient, ServedScore, ServeError, reward_fn, to_pil_images
 
 
 class FakeServer:
@@ -177,7 +177,7 @@ def test_reward_fn_gives_one_float_per_image_and_the_fallback_for_failures():
 
 
 def test_score_result_reads_a_row():
-    r = ScoreResult.from_dict(
+    r = ServedScore.from_dict(
         {"id": 3, "score": None, "reasoning": None, "parse": {"ok": False, "reason": "no_answer"},
          "error": "no_answer"}
     )  # fmt: skip

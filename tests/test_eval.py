@@ -241,7 +241,8 @@ def test_resume_into_a_run_made_with_another_config_is_refused(synth, tmp_path):
 
 
 def test_shards_of_parallel_processes_are_merged_without_duplicates(tmp_path):
-    from qponder.evaluation.runner import _merge_parts
+    from qponder.evaluation.runner import EVAL_KEY
+    from qponder.inference.parallel import merge_parts
     from qponder.runfiles import Journal
 
     row = lambda i: {"id": str(i), "dataset": "d", "score": None}  # noqa: E731
@@ -249,7 +250,10 @@ def test_shards_of_parallel_processes_are_merged_without_duplicates(tmp_path):
         with Journal(tmp_path / f"predictions{name}.jsonl") as journal:
             journal.open()
             journal.append(rows)
-    _merge_parts(tmp_path)
+    out = tmp_path / "predictions.jsonl"
+    with Journal(out) as journal:
+        journal.open()
+        merge_parts(journal, out, Journal, EVAL_KEY)
     assert [r["id"] for r in read_jsonl(tmp_path / "predictions.jsonl")] == ["0", "1", "2"]
     assert not list(tmp_path.glob("predictions.part*"))
 
@@ -458,3 +462,26 @@ def test_eval_on_a_kadid_format_dataset_prints_the_description_figures(
     d = printed["datasets"]["kadid"]["description"]
     assert d["per_kind"]["blur"]["f1"] == 1.0 and d["per_kind"]["noise"]["f1"] == 1.0
     assert d["severity"]["srcc"] == pytest.approx(1.0) and d["judged"] == d["images"]
+
+
+def test_a_resume_merges_what_an_interrupted_run_of_eleven_processes_left_in_order(synth, tmp_path):
+    from qponder.inference.parallel import part_path
+    from qponder.runfiles import Journal
+
+    out = tmp_path / "run"
+    cfg = cfg_for(f"synthetic:{synth}", split="train", limit=12)
+    run_eval("m", cfg, out, scorer=Scorer("m", backend_impl=mos_backend(synth)))
+    preds = out / "predictions.jsonl"
+    rows = read_jsonl(preds)
+    # what 11 processes leave when killed before the merge: process 0's shard in
+    # predictions.jsonl, the others' in predictions.part1.jsonl ... predictions.part10.jsonl
+    preds.write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
+    for k in range(1, 11):
+        with Journal(part_path(preds, k)) as part:
+            part.open()
+            part.append(rows[k + 1])
+    backend = mos_backend(synth)
+    summary = run_eval("m", cfg, out, resume=True, scorer=Scorer("m", backend_impl=backend))
+    assert backend.seen == 0 and summary["datasets"]["synthetic"]["n"] == 12
+    assert read_jsonl(preds) == rows  # part10 merged after part9, not after part1
+    assert not list(out.glob("predictions.part*"))

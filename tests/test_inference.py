@@ -195,6 +195,21 @@ def test_scorer_with_samples_asks_for_k_answers_per_image():
     assert all(len(r.samples) == 3 and r.score_std is not None for r in res)
 
 
+def test_a_batch_may_ask_for_other_samples_than_the_scorers():
+    fake = FakeBackend()
+    scorer = Scorer("unused", backend_impl=fake, batch_size=4, temperature=0.7)
+    sampled = scorer.score_batch(images(), samples=3)  # what a server request may ask
+    assert fake.calls == [(3, 3)] and all(len(r.samples) == 3 for r in sampled)
+    assert [len(r.samples) for r in scorer.score_batch(images())] == [0, 0, 0]  # its own: 1
+    assert fake.calls[-1] == (3, 1)
+    greedy = Scorer("unused", backend_impl=fake, samples=2, temperature=0.7)
+    assert greedy.score_batch(images(), samples=1)[0].score_std is None
+    with pytest.raises(QponderError, match="temperature"):
+        Scorer("unused", backend_impl=fake, temperature=0.0).score_batch(images(), samples=2)
+    with pytest.raises(QponderError, match="samples >= 1"):
+        scorer.score_batch(images(), samples=0)
+
+
 def test_a_bad_image_gives_an_error_result_and_the_others_are_scored(tmp_path):
     good = tmp_path / "good.png"
     images(((48, 32),))[0].save(good)

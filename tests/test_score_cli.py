@@ -300,3 +300,31 @@ def test_data_parallel_score_under_accelerate_launch_splits_the_files(
             paths = [r["path"] for r in csv.DictReader(fh)]
     assert sorted(paths) == sorted(expand_image_paths([str(folder)]))  # each file once
     assert not list(tmp_path.glob("scores.part*"))
+
+
+def test_a_resume_merges_what_an_interrupted_run_of_eleven_processes_left_in_order(tmp_path):
+    from qponder.inference.parallel import part_path
+    from qponder.runfiles import Journal
+
+    root = tmp_path / "many"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    for k in range(12):
+        Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(
+            root / f"{k:02d}.png"
+        )
+    out = tmp_path / "scores.jsonl"
+    score_paths([str(root)], "unused", out, scorer=scorer(Backend()))
+    rows = read_jsonl(out)
+    # what 11 processes leave when killed before the merge: process 0's shard in the
+    # output, one file per part (12 files over 11 processes: process 0 had two)
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
+    for k in range(1, 11):
+        with Journal(part_path(out, k)) as part:
+            part.open()
+            part.append(rows[k + 1])
+    backend = Backend()
+    stats = score_paths([str(root)], "unused", out, resume=True, scorer=scorer(backend))
+    assert stats["skipped"] == 12 and backend.calls == 0
+    assert read_jsonl(out) == rows  # part10 merged after part9, not after part1
+    assert not list(tmp_path.glob("scores.part*"))

@@ -24,7 +24,7 @@ from serve_support import (
     start_server,
 )
 
-from qponder.cli import build_parser, main
+from qponder.cli import main
 from qponder.client import ScoreClient, ServeError, reward_fn
 
 KEY = "test-key-1234"
@@ -283,9 +283,52 @@ def test_the_page_is_served(server):
 # --------------------------------------------------------------------------- CLI errors
 
 
-def test_serve_binds_to_loopback_by_default():
-    args = build_parser().parse_args(["serve", "--model", "m"])
-    assert args.host == "127.0.0.1" and args.port == 8000
+def _served_recipe(monkeypatch, *argv: str):
+    """The recipe and model ``qponder serve ARGV`` hands to ``qponder.serve.serve``."""
+    import qponder.serve
+
+    seen = []
+    monkeypatch.setattr(qponder.serve, "serve", lambda recipe, model: seen.append((recipe, model)))
+    assert main(["serve", *argv]) == 0
+    ((recipe, model),) = seen
+    return recipe, model
+
+
+def test_serve_binds_to_loopback_by_default(monkeypatch):
+    recipe, model = _served_recipe(monkeypatch, "--model", "m")
+    assert recipe.serve.host == "127.0.0.1" and recipe.serve.port == 8000 and model == "m"
+
+
+def test_serve_flags_set_recipe_keys_and_an_absent_flag_keeps_the_recipes(monkeypatch, tmp_path):
+    config = tmp_path / "recipe.yaml"
+    config.write_text(
+        "serve: {port: 9100, max_queue: 12, max_images: 3, access_log: false}\n"
+        "eval: {batch_size: 5, samples: 2}\n"
+    )
+    recipe, _ = _served_recipe(monkeypatch, "--model", "m", "--config", str(config))
+    assert (recipe.serve.port, recipe.serve.max_queue, recipe.serve.max_images) == (9100, 12, 3)
+    assert recipe.serve.access_log is False
+    assert (recipe.eval.batch_size, recipe.eval.samples) == (5, 2)
+    assert recipe.serve.max_wait_ms == 10.0 and recipe.serve.max_body_mb == 32.0  # defaults
+    recipe, _ = _served_recipe(
+        monkeypatch, "--model", "m", "--config", str(config), "--set", "serve.max_queue=20",
+        "--host", "0.0.0.0", "--port", "9200", "--max-wait-ms", "3", "--max-queue", "30",
+        "--max-images", "4", "--max-body-mb", "2.5", "--api-key-env", "K", "--max-batch", "6",
+        "--samples", "3", "--backend", "openai", "--base-url", "http://h:1/v1",
+    )  # fmt: skip
+    s, e = recipe.serve, recipe.eval
+    assert (s.host, s.port, s.max_wait_ms, s.max_queue, s.max_images, s.max_body_mb) == (
+        "0.0.0.0",
+        9200,
+        3.0,
+        30,
+        4,
+        2.5,
+    )
+    assert s.api_key_env == "K" and s.access_log is False  # from the file: no flag given
+    assert (e.batch_size, e.samples, e.backend, e.base_url) == (6, 3, "openai", "http://h:1/v1")
+    recipe, _ = _served_recipe(monkeypatch, "--model", "m", "--no-access-log")
+    assert recipe.serve.access_log is False
 
 
 def test_a_taken_port_is_one_line_exit_2(tmp_path, capsys):

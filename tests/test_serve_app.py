@@ -14,8 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from qponder.config import Recipe, load_recipe
 from qponder.inference import Generation, Scorer
-from qponder.serve import ServeSettings, create_app
+from qponder.serve import create_app
 
 
 class Backend:
@@ -41,8 +42,12 @@ class Backend:
         return out
 
 
-def _settings(**kw) -> ServeSettings:
-    return ServeSettings(model_name="fake", **{"max_wait_ms": 20, **kw})
+def _recipe(**serve) -> Recipe:
+    return load_recipe(flags={f"serve.{k}": v for k, v in {"max_wait_ms": 20, **serve}.items()})
+
+
+def _app(load_scorer, recipe: Recipe | None = None, **kw):
+    return create_app(recipe or _recipe(), "fake", load_scorer, **kw)
 
 
 def _png(pixels: np.ndarray) -> bytes:
@@ -58,7 +63,7 @@ def backend():
 
 @pytest.fixture
 def client(backend):
-    app = create_app(_settings(), lambda: Scorer("unused", backend_impl=backend))
+    app = _app(lambda: Scorer("unused", backend_impl=backend))
     with TestClient(app) as c:
         _wait_ready(c)
         yield c
@@ -128,7 +133,7 @@ def test_health_is_503_until_the_model_is_loaded():
         assert release.wait(10)
         return Scorer("unused", backend_impl=backend)
 
-    app = create_app(_settings(), slow_load)
+    app = _app(slow_load)
     with TestClient(app) as c:
         r = c.get("/health")
         assert r.status_code == 503 and r.json()["status"] == "loading"
@@ -147,7 +152,7 @@ def test_a_model_that_cannot_load_is_reported_on_health_and_to_the_server():
     def broken():
         raise FileNotFoundError("no checkpoint here")
 
-    app = create_app(_settings(), broken, on_load_error=failures.append)
+    app = _app(broken, on_load_error=failures.append)
     with TestClient(app) as c:
         for _ in range(100):
             if failures:
@@ -163,7 +168,7 @@ def test_a_model_that_cannot_load_is_reported_on_health_and_to_the_server():
 
 def test_a_failing_model_gives_500_and_the_next_request_is_served():
     backend = Backend(fail=True)
-    app = create_app(_settings(), lambda: Scorer("unused", backend_impl=backend))
+    app = _app(lambda: Scorer("unused", backend_impl=backend))
     with TestClient(app) as c:
         _wait_ready(c)
         r = c.post("/v1/score", json=_body(np.zeros((4, 4, 3), np.uint8)))
@@ -173,7 +178,7 @@ def test_a_failing_model_gives_500_and_the_next_request_is_served():
 
 
 def test_sampling_needs_a_temperature(backend):
-    app = create_app(_settings(), lambda: Scorer("unused", backend_impl=backend, temperature=0.0))
+    app = _app(lambda: Scorer("unused", backend_impl=backend, temperature=0.0))
     with TestClient(app) as c:
         _wait_ready(c)
         r = c.post("/v1/score", json=_body(np.zeros((4, 4, 3), np.uint8), samples=2))
@@ -181,7 +186,9 @@ def test_sampling_needs_a_temperature(backend):
 
 
 def test_a_chunked_body_over_the_limit_is_413():
-    app = create_app(_settings(max_body_bytes=1000), lambda: Scorer("u", backend_impl=Backend()))
+    # 1000 bytes exactly: 1000 / 2**20 is a binary fraction, exact in a float
+    recipe = _recipe(max_body_mb=1000 / (1024 * 1024))
+    app = _app(lambda: Scorer("u", backend_impl=Backend()), recipe)
 
     def chunks():
         for _ in range(10):
@@ -200,7 +207,7 @@ def test_a_chunked_body_over_the_limit_is_413():
 
 
 def test_each_app_has_its_own_metrics():
-    apps = [create_app(_settings(), lambda: Scorer("u", backend_impl=Backend())) for _ in range(2)]
+    apps = [_app(lambda: Scorer("u", backend_impl=Backend())) for _ in range(2)]
     with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
         _wait_ready(a)
         _wait_ready(b)
@@ -226,12 +233,36 @@ def test_settings_are_checked_and_the_key_comes_from_the_environment(monkeypatch
     from qponder.errors import QponderError
     from qponder.serve import read_api_key
 
-    with pytest.raises(QponderError, match="max_batch must be >= 1.*samples must be in"):
-        ServeSettings(model_name="m", max_batch=0, samples=40)
-    with pytest.raises(QponderError, match="port"):
-        ServeSettings(model_name="m", port=70000)
+    with pytest.raises(QponderError, match=r"eval\.batch_size: must be >= 1"):
+        load_recipe(flags={"eval.batch_size": 0})
+    with pytest.raises(QponderError, match=r"eval\.samples: qponder serve takes at most 32"):
+        create_app(load_recipe(flags={"eval.samples": 40}), "m", lambda: None)
+    with pytest.raises(QponderError, match=r"serve\.port"):
+        load_recipe(flags={"serve.port": 70000})
     monkeypatch.setenv("QPONDER_K", "  secret ")
     assert read_api_key("QPONDER_K") == "secret"
     monkeypatch.setenv("QPONDER_K", "")
     with pytest.raises(QponderError, match="QPONDER_K"):
         read_api_key("QPONDER_K")
+
+
+def test_the_json_answers_are_the_same_bytes_as_before(client):
+    # the literals are what the server sent before its routes answered with pydantic models
+    # (the page, the client and other users read these exact keys, in this order)
+    assert client.get("/health").content == b'{"status":"ok","model":"fake","backend":"hf"}'
+    assert client.get("/v1/models").content == (
+        b'{"object":"list","data":[{"id":"fake","object":"model","backend":"hf",'
+        b'"score_scale":[1.0,5.0],"samples":1,"max_samples":32,"max_batch":8,"max_images":64,'
+        b'"max_body_bytes":33554432,"ready":true}]}'
+    )
+    body = _body(np.full((8, 8, 3), 128, np.uint8), samples=2)
+    body["images"].append({"id": "junk", "data": base64.b64encode(b"junk").decode()})
+    r = client.post("/v1/score", json=body)
+    assert r.headers["cache-control"] == "no-store"
+    assert r.content == (
+        b'{"model":"fake","samples":2,"results":[{"id":"im0","score":3.05,'
+        b'"expected_score":3.0,"score_std":0.050000000000000044,"reasoning":"bright 3.00",'
+        b'"parse":{"ok":true,"reason":null},"error":null},{"id":"junk","score":null,'
+        b'"expected_score":null,"score_std":null,"reasoning":"","parse":{"ok":false,'
+        b'"reason":null},"error":"bad_image:not_an_image"}]}'
+    )

@@ -1,10 +1,13 @@
 """The micro-batcher: one worker, batches up to max_batch across requests, a bounded wait, a
-bounded queue, per-request results in order, samples kept apart, failures reported."""
+bounded queue, per-request results in order, samples kept apart, failures reported.
+
+No test sleeps to let the worker get somewhere: a gated score function says when the worker
+is inside it (``entered``), and is held there until the test releases ``gate``, so what is
+queued meanwhile waits for the next batch however slow the machine is."""
 
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -13,17 +16,20 @@ from qponder.serve.batcher import BatcherClosed, MicroBatcher, QueueFull
 
 class Recorder:
     """A score function that records its calls; each result names its image and samples.
-    ``gate`` (when set) holds every call until it is released."""
+    ``entered`` is set once the worker is inside a call (it has taken that batch); ``gate``
+    (when given) holds every call until it is released."""
 
     def __init__(self, gate: threading.Event | None = None, fail_on: object = None):
         self.calls: list[tuple[list, int]] = []
         self.threads: set[str] = set()
         self.gate = gate
         self.fail_on = fail_on
+        self.entered = threading.Event()
 
     def __call__(self, images, samples):
         self.calls.append((list(images), samples))
         self.threads.add(threading.current_thread().name)
+        self.entered.set()
         if self.gate is not None:
             assert self.gate.wait(10)
         if self.fail_on in images:
@@ -46,13 +52,18 @@ def make():
 
 
 def test_concurrent_requests_share_batches_and_get_their_own_results_in_order(make):
-    score = Recorder()
-    batcher = make(score, max_batch=8, max_wait_ms=200)
+    gate = threading.Event()
+    score = Recorder(gate)
+    batcher = make(score, max_batch=8, max_wait_ms=0)
+    warm = batcher.submit(["warm"])
+    assert score.entered.wait(5)  # the worker holds "warm": the requests below all wait
     futures = [batcher.submit([f"r{r}-{i}" for i in range(3)]) for r in range(4)]
+    gate.set()
+    assert warm.result(10) == [("warm", 1)]
     results = [f.result(10) for f in futures]
     assert results == [[(f"r{r}-{i}", 1) for i in range(3)] for r in range(4)]
     # 12 images, at most 8 per call, taken together across requests
-    assert [len(images) for images, _ in score.calls] == [8, 4]
+    assert [len(images) for images, _ in score.calls] == [1, 8, 4]
     assert score.threads == {"qponder-model-worker"}
 
 
@@ -77,9 +88,9 @@ def test_a_request_larger_than_max_batch_is_split_and_reassembled(make):
 def test_samples_values_are_scored_in_separate_calls(make):
     gate = threading.Event()
     score = Recorder(gate)
-    batcher = make(score, max_batch=16, max_wait_ms=100)
+    batcher = make(score, max_batch=16, max_wait_ms=0)
     first = batcher.submit(["warm"])  # holds the worker until the others are queued
-    time.sleep(0.3)
+    assert score.entered.wait(5)
     greedy = batcher.submit(["g1", "g2"], samples=1)
     sampled = batcher.submit(["s1"], samples=4)
     greedy2 = batcher.submit(["g3"], samples=1)
@@ -96,9 +107,10 @@ def test_samples_values_are_scored_in_separate_calls(make):
 
 def test_a_full_queue_refuses_at_once_with_a_retry_after(make):
     gate = threading.Event()
-    batcher = make(Recorder(gate), max_batch=1, max_wait_ms=0, max_queue=3)
+    score = Recorder(gate)
+    batcher = make(score, max_batch=1, max_wait_ms=0, max_queue=3)
     busy = batcher.submit(["busy"])
-    time.sleep(0.2)  # the worker holds "busy"; the queue is empty again
+    assert score.entered.wait(5)  # the worker holds "busy"; the queue is empty again
     waiting = batcher.submit(["a", "b"])
     assert batcher.queued == 2
     with pytest.raises(QueueFull) as exc:
@@ -120,9 +132,10 @@ def test_a_request_larger_than_the_queue_fits_into_an_empty_one(make):
 
 def test_a_failing_batch_fails_its_requests_and_the_worker_goes_on(make):
     gate = threading.Event()
-    batcher = make(Recorder(gate, fail_on="bad"), max_batch=4, max_wait_ms=100)
+    score = Recorder(gate, fail_on="bad")
+    batcher = make(score, max_batch=4, max_wait_ms=0)
     hold = batcher.submit(["hold"])
-    time.sleep(0.2)
+    assert score.entered.wait(5)
     bad = batcher.submit(["x", "bad"])
     good = batcher.submit(["y"])  # shares the failing batch
     gate.set()
@@ -136,12 +149,20 @@ def test_a_failing_batch_fails_its_requests_and_the_worker_goes_on(make):
 
 def test_stop_fails_what_waits_and_refuses_new_requests(make):
     gate = threading.Event()
-    batcher = make(Recorder(gate), max_batch=1, max_wait_ms=0)
+    score = Recorder(gate)
+    batcher = make(score, max_batch=1, max_wait_ms=0)
     running = batcher.submit(["run"])
-    time.sleep(0.2)
+    assert score.entered.wait(5)
     waiting = batcher.submit(["wait"])
-    threading.Timer(0.3, gate.set).start()
-    batcher.stop(timeout=5)
+    stopper = threading.Thread(target=batcher.stop, kwargs={"timeout": 5})
+    stopper.start()
+    # release the worker only once stop() has closed the batcher (it says so under the
+    # batcher's condition), so that "wait" can never be taken into a batch
+    with batcher._cond:
+        assert batcher._cond.wait_for(lambda: batcher._closed, timeout=5)
+    gate.set()
+    stopper.join(10)
+    assert not stopper.is_alive()
     assert running.result(5) == [("run", 1)]
     with pytest.raises(BatcherClosed):
         waiting.result(5)

@@ -11,8 +11,10 @@
 - ``summary.json`` (``{"datasets": {NAME: {...}}, ...}``), ``report.md`` and one
   ``scatter-NAME.png`` per dataset (see :mod:`qponder.evaluation.report`).
 
-Under ``accelerate launch`` each process scores a contiguous shard of the pending images
-into ``predictions.partN.jsonl``; the main process merges the parts and writes the summary.
+Under ``accelerate launch`` each process scores a contiguous shard of the pending images:
+the main process into ``predictions.jsonl``, process N into ``predictions.partN.jsonl``;
+the main process merges the parts and writes the summary
+(:func:`qponder.inference.parallel.score_in_shards`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ from typing import Any
 from qponder.config import EvalConfig, ModelConfig
 from qponder.data.distortion_labels import distortion_truth
 from qponder.errors import QponderError
+from qponder.inference.parallel import (
+    RowKey,
+    ShardedRun,
+    on_main_process,
+    process_state,
+    score_in_shards,
+    select_rows,
+)
 from qponder.prompts import PROMPT_VERSION, STUDENT_INSTRUCTION
 from qponder.runfiles import (
     ENVIRONMENT,
@@ -100,8 +110,6 @@ def _prepare_run_dir(out: Path, run_cfg: dict[str, Any], resume: bool) -> None:
     if resume and existing.is_file():
         check_resume(out, read_json(existing).get("hashed"), run_cfg["hashed"])
     out.mkdir(parents=True, exist_ok=True)
-    for p in preds:
-        Journal(p).recover()
     write_json_atomic(existing, run_cfg)
     write_json_atomic(out / ENVIRONMENT, environment_info())
 
@@ -153,31 +161,12 @@ def _prediction_row(name: str, sample: Any, result: Any) -> dict[str, Any]:
     return row
 
 
-def _read_all_predictions(out: Path) -> list[dict[str, Any]]:
-    rows = read_jsonl(out / PREDICTIONS)
-    for part in sorted(out.glob("predictions.part*.jsonl")):
-        rows += read_jsonl(part)
-    return rows
-
-
-def _merge_parts(out: Path) -> list[int]:
-    """Append the shard files' rows to predictions.jsonl (those not in it yet), then remove
-    them; returns how many rows each shard held, in process order."""
-    parts = sorted(out.glob("predictions.part*.jsonl"), key=lambda p: int(p.suffixes[0][5:]))
-    sizes = []
-    if not parts:
-        return sizes
-    have = {(r["dataset"], str(r["id"])) for r in read_jsonl(out / PREDICTIONS)}
-    for part in parts:
-        part_rows = read_jsonl(part)
-        sizes.append(len(part_rows))
-        rows = [r for r in part_rows if (r["dataset"], str(r["id"])) not in have]
-        with Journal(out / PREDICTIONS) as journal:
-            journal.open()
-            journal.append(rows)
-        have |= {(r["dataset"], str(r["id"])) for r in rows}
-        part.unlink()
-    return sizes
+# One key per run: a prediction is the image of ``id`` in ``dataset`` (an id may repeat
+# across datasets); for the resume, the merge of the parts and the rows summarised.
+EVAL_KEY: RowKey[tuple[str, Any]] = RowKey(
+    of_row=lambda row: (row["dataset"], str(row["id"])),
+    of_item=lambda item: (item[0], str(item[1].id)),
+)
 
 
 def run_eval(
@@ -218,68 +207,62 @@ def run_eval(
 
     Raises:
         QponderError: Existing predictions without ``resume``, a config mismatch on resume,
-            another run using ``out``, or a bad dataset spec.
+            another run using ``out``, or a bad dataset spec; under ``accelerate launch``
+            on every process, not only on the main one that found it.
     """
-    from qponder.inference.files import process_state
-
     state = process_state()
     out = Path(out)
     base_url = base_url or cfg.base_url
     run_cfg = build_run_config(model, cfg, model_config, base_url, instruction)
-    lock = None
+    locks: list[Any] = []
+
+    def setup() -> list[tuple[str, Any]]:  # the main process, before anything is read
+        locks.append(lock_run_dir(out))  # one run per directory
+        _prepare_run_dir(out, run_cfg, resume)
+        return [(name, s) for name, samples in load_eval_datasets(cfg) for s in samples]
+
+    def shard(journal: Journal, items: list[tuple[str, Any]], main: bool) -> dict[str, int]:
+        _score_shard(journal, items, main, model, cfg, model_config, base_url, instruction,
+                     scorer)  # fmt: skip
+        return {}
+
     try:
-        if state.is_main_process:
-            lock = lock_run_dir(out)  # before anything is read: one run per directory
-            _prepare_run_dir(out, run_cfg, resume)
-        state.wait_for_everyone()
-        return _run(out, run_cfg, state, model, cfg, model_config, base_url, instruction, scorer,
-                    judge, describe_judge)  # fmt: skip
+        run = score_in_shards(out / PREDICTIONS, setup, Journal, EVAL_KEY, shard, state)
+        return on_main_process(
+            state, lambda: _summarise(out, run, run_cfg, cfg, judge, describe_judge)
+        )
     finally:
-        if lock is not None:
+        for lock in locks:
             lock.close()
 
 
-def _run(out, run_cfg, state, model, cfg, model_config, base_url, instruction, scorer, judge,
-         describe_judge):  # fmt: skip
-    """Score what is pending (each process its shard), merge, and write the summary."""
+def _summarise(
+    out: Path,
+    run: ShardedRun,
+    run_cfg: dict[str, Any],
+    cfg: EvalConfig,
+    judge: Any,
+    describe_judge: Any,
+) -> dict[str, Any]:
+    """Annotate the run's rows (judges), then write the summary, report and plots."""
     from qponder.evaluation.report import write_report_files
 
-    datasets = load_eval_datasets(cfg)
-    selection = [(name, s) for name, samples in datasets for s in samples]
-    done = {(r["dataset"], str(r["id"])) for r in _read_all_predictions(out)}
-    state.wait_for_everyone()  # every process has read what exists before anyone appends
-    pending = [(n, s) for n, s in selection if (n, str(s.id)) not in done]
-    with state.split_between_processes(pending) as shard:
-        _score_shard(shard, out, state, model, cfg, model_config, base_url, instruction, scorer)
-    state.wait_for_everyone()
-    if state.is_main_process:
-        shards = _merge_parts(out) if state.num_processes > 1 else [len(pending)]
-        wanted = {(n, str(s.id)) for n, s in selection}
-        rows, seen = [], set()
-        for r in read_jsonl(out / PREDICTIONS):
-            key = (r["dataset"], str(r["id"]))
-            if key in wanted and key not in seen:
-                seen.add(key)
-                rows.append(r)
-        changed = judge is not None and _judge_rows(rows, judge)
-        changed = (describe_judge is not None and _grade_rows(rows, describe_judge)) or changed
-        if changed:  # record the annotations, so a resumed run annotates only new rows
-            _rewrite_predictions(out, rows)
-        meta = {
-            "model": run_cfg["model"],
-            "backend": cfg.backend,
-            "split": cfg.split,
-            "limit": cfg.limit,
-            "samples": cfg.samples,
-            "config_hash": run_cfg["config_hash"],
-            "processes": state.num_processes,
-            "shard_sizes": shards,  # images each process scored in this run
-        }
-        summary = write_report_files(out, rows, n_resamples=cfg.bootstrap, seed=cfg.seed, meta=meta)
-    state.wait_for_everyone()
-    if not state.is_main_process:
-        summary = read_json(out / "summary.json")
-    return summary
+    rows = select_rows(read_jsonl(out / PREDICTIONS), run.items, EVAL_KEY)
+    changed = judge is not None and _judge_rows(rows, judge)
+    changed = (describe_judge is not None and _grade_rows(rows, describe_judge)) or changed
+    if changed:  # record the annotations, so a resumed run annotates only new rows
+        _rewrite_predictions(out, rows)
+    meta = {
+        "model": run_cfg["model"],
+        "backend": cfg.backend,
+        "split": cfg.split,
+        "limit": cfg.limit,
+        "samples": cfg.samples,
+        "config_hash": run_cfg["config_hash"],
+        "processes": run.processes,
+        "shard_sizes": run.shard_sizes,  # images each process scored in this run
+    }
+    return write_report_files(out, rows, n_resamples=cfg.bootstrap, seed=cfg.seed, meta=meta)
 
 
 def _judge_rows(rows: list[dict[str, Any]], judge: Any) -> bool:
@@ -333,35 +316,34 @@ def _annotate_rows(rows: list[dict[str, Any]], key: str, annotate: Any) -> bool:
 
 def _rewrite_predictions(out: Path, rows: list[dict[str, Any]]) -> None:
     """Replace ``predictions.jsonl`` whole, its rows updated from ``rows`` (same keys)."""
-    by_key = {(r["dataset"], str(r["id"])): r for r in rows}
-    everything = [
-        by_key.get((r["dataset"], str(r["id"])), r) for r in read_jsonl(out / PREDICTIONS)
-    ]
+    by_key = {EVAL_KEY.of_row(r): r for r in rows}
+    everything = [by_key.get(EVAL_KEY.of_row(r), r) for r in read_jsonl(out / PREDICTIONS)]
     Journal(out / PREDICTIONS).rewrite(everything)
 
 
 def _score_shard(
-    shard, out, state, model, cfg, model_config, base_url, instruction, scorer
+    journal: Journal,
+    shard: list[tuple[str, Any]],
+    main: bool,
+    model: str,
+    cfg: EvalConfig,
+    model_config: ModelConfig | None,
+    base_url: str | None,
+    instruction: str,
+    scorer: Any,
 ) -> None:
+    """Score ``(dataset name, sample)`` pairs into ``journal``, a batch per write."""
     from tqdm.auto import tqdm
 
     from qponder.inference import Scorer
 
     if not shard:
         return
-    target = out / (
-        PREDICTIONS if state.num_processes == 1 else f"predictions.part{state.process_index}.jsonl"
-    )
     if scorer is None:
         scorer = Scorer.from_config(
             model, cfg, model_config, base_url=base_url, instruction=instruction
         )
-    disable = None if state.is_main_process else True
-    with (
-        Journal(target) as journal,
-        tqdm(total=len(shard), unit="img", desc="eval", disable=disable) as bar,
-    ):
-        journal.open(lock=True)
+    with tqdm(total=len(shard), unit="img", desc="eval", disable=None if main else True) as bar:
         for batch in scorer.score_items(shard, image_path=lambda item: item[1].image_path):
             journal.append([_prediction_row(name, s, r) for (name, s), r in batch])
             bar.update(len(batch))

@@ -16,6 +16,8 @@ from typing import Any
 
 from qponder.config import EvalConfig, ModelConfig
 from qponder.errors import QponderError
+from qponder.inference.parallel import RowKey, score_in_shards
+from qponder.inference.parallel import process_state as process_state  # its former home
 from qponder.parsing import PARSE_FAILURES
 from qponder.prompts import STUDENT_INSTRUCTION
 from qponder.runfiles import AppendFile, CsvJournal, Journal, check_fresh_or_resume
@@ -89,6 +91,13 @@ def _row(path: str, result: Any, kind: str) -> dict[str, Any]:
     return row
 
 
+# One key per run: files are the same when their resolved paths are (``./a.png`` and
+# ``/abs/a.png``), for the resume, the merge of the parts and nothing else.
+PATH_KEY: RowKey[str] = RowKey(
+    of_row=lambda row: os.path.realpath(row.get("path", "")), of_item=os.path.realpath
+)
+
+
 def score_paths(
     paths: list[str],
     model: str,
@@ -124,120 +133,41 @@ def score_paths(
 
     Under ``accelerate launch`` (e.g. ``--multi_gpu --num_processes 2``, also on CPUs) each
     process scores a disjoint part of the pending files; the main process writes ``out``
-    and merges the others' ``OUT.partN`` files into it at the end.
+    and merges the others' ``OUT.partN`` files into it at the end
+    (:func:`qponder.inference.parallel.score_in_shards`).
 
     Raises:
         QponderError: On an unknown output type, a path that does not exist, or an
-            existing output without ``resume``.
+            existing output without ``resume`` (on every process).
     """
     cfg = cfg or EvalConfig()
     out = Path(out)
     kind = _output_kind(out)
-    files = expand_image_paths(list(paths))
-    if not files:
-        raise QponderError("no images found in " + ", ".join(paths))
-    state = process_state()
+
+    def setup() -> list[str]:
+        files = expand_image_paths(list(paths))
+        if not files:
+            raise QponderError("no images found in " + ", ".join(paths))
+        check_fresh_or_resume(out, out.exists() and out.stat().st_size > 0, resume)
+        return files
+
+    def shard(journal: AppendFile, files: list[str], main: bool) -> dict[str, int]:
+        return _score_shard(journal, files, kind, scorer, model, cfg, model_config, base_url,
+                            instruction, progress=main)  # fmt: skip
+
     t0 = time.perf_counter()
-    journal = _journal(out, kind)
-    try:
-        if state.is_main_process:
-            check_fresh_or_resume(out, out.exists() and out.stat().st_size > 0, resume)
-            journal.open(lock=True)  # before reading: a second run on the same file stops here
-            journal.recover()
-        state.wait_for_everyone()
-        done = {os.path.realpath(r.get("path", "")) for r in _rows_so_far(out, kind)}
-        todo = [f for f in files if os.path.realpath(f) not in done]
-        state.wait_for_everyone()  # every process has read what exists before anyone appends
-        with state.split_between_processes(todo) as shard:
-            shard_sizes = _gather_sizes(state, len(shard))
-            if state.is_main_process:
-                stats = _score_shard(journal, shard, kind, scorer, model, cfg, model_config,
-                                     base_url, instruction, progress=True)  # fmt: skip
-            else:
-                with _journal(_part_path(out, state.process_index), kind) as part:
-                    part.open(lock=True)
-                    stats = _score_shard(part, shard, kind, scorer, model, cfg, model_config,
-                                         base_url, instruction, progress=False)  # fmt: skip
-        state.wait_for_everyone()
-        counts = _gather_counts(state, stats)
-        if state.is_main_process and state.num_processes > 1:
-            _merge_parts(journal, out, kind)
-        state.wait_for_everyone()
-    finally:
-        journal.close()
+    run = score_in_shards(out, setup, lambda path: _journal(path, kind), PATH_KEY, shard)
     seconds = time.perf_counter() - t0
     return {
-        "images": len(files),
-        **counts,
-        "skipped": len(files) - len(todo),
+        "images": len(run.items),
+        **run.counts,
+        "skipped": len(run.items) - run.pending,
         "seconds": round(seconds, 3),
-        "images_per_s": round(len(todo) / seconds, 3) if todo and seconds > 0 else None,
-        "processes": state.num_processes,
-        "shard_sizes": shard_sizes,  # images each process scored in this run
+        "images_per_s": round(run.pending / seconds, 3) if run.pending and seconds > 0 else None,
+        "processes": run.processes,
+        "shard_sizes": run.shard_sizes,  # images each process scored in this run
         "out": str(out),
     }
-
-
-def process_state() -> Any:
-    """This process's place among those ``accelerate launch`` started (one alone otherwise).
-
-    Without CUDA the state must be told it runs on the CPU: otherwise each process that
-    ``accelerate launch --multi_gpu`` or ``torchrun`` started believes it is alone and
-    scores every image.
-    """
-    import torch
-    from accelerate import PartialState
-
-    return PartialState(cpu=not torch.cuda.is_available())
-
-
-def _part_path(out: Path, index: int) -> Path:
-    return out.with_name(f"{out.stem}.part{index}{out.suffix}")
-
-
-def _parts(out: Path) -> list[Path]:
-    return sorted(out.parent.glob(f"{out.stem}.part*{out.suffix}"))
-
-
-def _rows_so_far(out: Path, kind: str) -> list[dict[str, Any]]:
-    """Rows of the output and of part files an interrupted data-parallel run left."""
-    rows: list[dict[str, Any]] = []
-    for path in [out, *_parts(out)]:
-        rows += _journal(path, kind).read()
-    return rows
-
-
-def _merge_parts(journal: AppendFile, out: Path, kind: str) -> None:
-    """Append the part files' rows (those not in the output yet) and remove the parts."""
-    have = {os.path.realpath(r.get("path", "")) for r in journal.read()}
-    for part in _parts(out):
-        rows = [r for r in _journal(part, kind).read() if os.path.realpath(r["path"]) not in have]
-        if rows:
-            journal.append(rows)
-        have |= {os.path.realpath(r["path"]) for r in rows}
-        part.unlink()
-
-
-def _gather_counts(state: Any, stats: dict[str, int]) -> dict[str, int]:
-    """The outcome counts of every process, summed."""
-    if state.num_processes == 1:
-        return stats
-    from accelerate.utils import gather_object
-
-    total: dict[str, int] = dict.fromkeys(stats, 0)
-    for one in gather_object([stats]):
-        for key, value in one.items():
-            total[key] += value
-    return total
-
-
-def _gather_sizes(state: Any, size: int) -> list[int]:
-    """How many images each process got, in process order."""
-    if state.num_processes == 1:
-        return [size]
-    from accelerate.utils import gather_object
-
-    return [int(n) for n in gather_object([size])]
 
 
 def _score_shard(

@@ -256,12 +256,27 @@ class Scorer:
             base_url=base_url or cfg.base_url,
         )
 
-    def score_batch(self, images: list[Any]) -> list[ScoreResult]:
-        """Score one batch of RGB images with a single generation call."""
+    def score_batch(self, images: list[Any], samples: int | None = None) -> list[ScoreResult]:
+        """Score one batch of RGB images with a single generation call.
+
+        Args:
+            images: The batch (any size: it is not split).
+            samples: Answers per image for this batch (default: the scorer's ``samples``);
+                the server lets each request choose it.
+
+        Returns:
+            One result per image, in order.
+
+        Raises:
+            QponderError: ``samples`` below 1, or above 1 with a temperature of 0.
+        """
+        samples = self.samples if samples is None else samples
+        if samples < 1 or (samples > 1 and self.temperature <= 0):
+            raise QponderError(f"samples={samples} needs samples >= 1 (and > 1 a temperature > 0)")
         if not images:
             return []
-        gens = self.backend.generate(images, n=self.samples, temperature=self.temperature)
-        return [result_from_generations(g, sampled=self.samples > 1) for g in gens]
+        gens = self.backend.generate(images, n=samples, temperature=self.temperature)
+        return [result_from_generations(g, sampled=samples > 1) for g in gens]
 
     def score(self, images: Sequence[Any]) -> list[ScoreResult]:
         """Score RGB images, ``batch_size`` at a time."""
