@@ -125,54 +125,19 @@ class Collector:
         """
         scale = scale or self.scale
         assert scale is not None, "an adapter must give a score scale"
-        try:
-            value = parse_float(raw)
-        except ValueError:
-            self.error(file, line, f"MOS {raw!r} is not a number")
-            return None
-        if value is None:
-            self.error(file, line, "missing MOS")
-            return None
-        if not math.isfinite(value):
-            self.error(file, line, f"MOS is {value} (not a finite number)")
-            return None
         meta = dict(meta or {})
-        if not scale.contains(value):
-            if not scale.clip:
-                self.error(
-                    file, line, f"MOS {value:g} is outside the nominal range {scale.describe()}"
-                )
-                return None
-            meta["clipped"] = True
-        if split is not None and split not in SPLITS:
-            self.error(file, line, f"unknown split {split!r} (expected train, val or test)")
+        try:
+            value = _mos_value(raw, scale, meta)
+            if split is not None and split not in SPLITS:
+                raise _BadRow(f"unknown split {split!r} (expected train, val or test)")
+            if std is None and std_raw is not None:
+                s = _number(std_raw, "standard deviation")
+                std = scale.std_to_mos(s) if s is not None and math.isfinite(s) else None
+            id = self._new_id(id, file, line)
+            mos_raw = value if native is None else _native_value(native)
+        except _BadRow as exc:
+            self.error(file, line, str(exc))
             return None
-        if std is None and std_raw is not None:
-            try:
-                s = parse_float(std_raw)
-            except ValueError:
-                self.error(file, line, f"standard deviation {std_raw!r} is not a number")
-                return None
-            if s is not None and math.isfinite(s):
-                std = scale.std_to_mos(s)
-        id = str(id).strip()
-        if not id:
-            self.error(file, line, "empty image name / id")
-            return None
-        first = self._seen.get(id)
-        if first is not None:
-            self.error(file, line, f"duplicate id {id!r} (first at {first})")
-            return None
-        self._seen[id] = where(file, line)
-        mos_raw = value
-        if native is not None:
-            try:
-                mos_raw = parse_float(native)
-            except ValueError:
-                mos_raw = None
-            if mos_raw is None or not math.isfinite(mos_raw):
-                self.error(file, line, f"native score {native!r} is not a number")
-                return None
         sample = Sample(
             id=id,
             image_path=str(image_path),
@@ -185,6 +150,53 @@ class Collector:
         )
         self.samples.append(sample)
         return sample
+
+    def _new_id(self, id: Any, file: str | Path, line: int | str | None) -> str:
+        """The row's id, refused when empty or already taken (the first place is noted)."""
+        id = str(id).strip()
+        if not id:
+            raise _BadRow("empty image name / id")
+        first = self._seen.get(id)
+        if first is not None:
+            raise _BadRow(f"duplicate id {id!r} (first at {first})")
+        self._seen[id] = where(file, line)
+        return id
+
+
+class _BadRow(Exception):
+    """Why a label row is refused (reported through :meth:`Collector.error`)."""
+
+
+def _number(raw: Any, what: str) -> float | None:
+    try:
+        return parse_float(raw)
+    except ValueError:
+        raise _BadRow(f"{what} {raw!r} is not a number") from None
+
+
+def _mos_value(raw: Any, scale: ScoreScale, meta: dict) -> float:
+    """The native MOS of a row, checked against the scale (``meta["clipped"]`` set where a
+    clipping scale lets a value outside its range through)."""
+    value = _number(raw, "MOS")
+    if value is None:
+        raise _BadRow("missing MOS")
+    if not math.isfinite(value):
+        raise _BadRow(f"MOS is {value} (not a finite number)")
+    if not scale.contains(value):
+        if not scale.clip:
+            raise _BadRow(f"MOS {value:g} is outside the nominal range {scale.describe()}")
+        meta["clipped"] = True
+    return value
+
+
+def _native_value(native: Any) -> float:
+    try:
+        value = parse_float(native)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value):
+        raise _BadRow(f"native score {native!r} is not a number")
+    return value
 
 
 # --------------------------------------------------------------------------- readers
