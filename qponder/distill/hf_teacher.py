@@ -13,21 +13,10 @@ import contextlib
 from typing import Any
 
 from qponder.answer_format import opened_by_template
-from qponder.distill.base import Teacher, TeacherError, TeacherReply, TeacherRequest
+from qponder.distill.base import Teacher, TeacherError, TeacherReply, TeacherRequest, downscale
 from qponder.models import prompt_inputs
 
 _FILL_WAIT = 0.05  # seconds a batch waits for more requests before it runs
-
-
-def _downscale(image: Any, max_side: int) -> Any:
-    from PIL import Image
-
-    width, height = image.size
-    if max(width, height) <= max_side:
-        return image
-    scale = max_side / max(width, height)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS)
 
 
 class HFTeacher(Teacher):
@@ -134,7 +123,7 @@ class HFTeacher(Teacher):
             )
             for r in requests
         ]
-        images = [_downscale(r.image, self.max_side) for r in requests]
+        images = [downscale(r.image, self.max_side) for r in requests]
         inputs = prompt_inputs(self.processor, texts, images).to(self.model.device)
         opened = opened_by_template(texts[0])  # a thinking template opens <think> itself
         sampling = self.temperature > 0

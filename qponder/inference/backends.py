@@ -25,7 +25,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from qponder.answer_format import answer_piece_index, answer_token_index, opened_by_template
-from qponder.endpoints import encode_png, error_text, message_text, openai_client
+from qponder.endpoints import (
+    chat_messages,
+    choice_logprobs,
+    choice_text,
+    encode_png,
+    error_text,
+    openai_client,
+    reply_choices,
+)
 from qponder.errors import MissingDependencyError, QponderError
 from qponder.models import generation_prompt, prompt_inputs
 from qponder.parsing import (
@@ -370,17 +378,14 @@ class OpenAIBackend:
         requests)."""
         import openai
 
-        content = [
-            {"type": "image_url", "image_url": {"url": encode_png(image, self.max_pixels)}},
-            {"type": "text", "text": self.instruction},
-        ]
+        messages = chat_messages(self.instruction, encode_png(image, self.max_pixels))
         gens: list[Generation] = []
         for _ in range(n):
             missing = n - len(gens)
             try:
                 resp = self.client.chat.completions.create(
                     model=self.model,
-                    messages=[{"role": "user", "content": content}],
+                    messages=messages,
                     max_tokens=self.max_new_tokens,
                     temperature=0.0 if n == 1 else temperature,
                     top_p=1.0,
@@ -392,7 +397,7 @@ class OpenAIBackend:
             except openai.OpenAIError as exc:
                 failed = f"{REQUEST_FAILED}: {type(exc).__name__}: {error_text(exc)}"
                 return gens + [Generation(text="", error=failed)] * missing
-            got = [self._generation(c) for c in (resp.choices or [])[:missing]]
+            got = [self._generation(c) for c in reply_choices(resp)[:missing]]
             if not got:
                 failed = f"{REQUEST_FAILED}: the server answered with no choices"
                 return gens + [Generation(text="", error=failed)] * missing
@@ -403,8 +408,8 @@ class OpenAIBackend:
 
     @staticmethod
     def _generation(choice: Any) -> Generation:
-        text = message_text(choice.message) or ""
-        tokens = getattr(getattr(choice, "logprobs", None), "content", None)
+        text = choice_text(choice) or ""
+        tokens = choice_logprobs(choice)
         if not tokens:
             return Generation(text=text, expected_score_reason=NO_LOGPROBS)
         j = answer_piece_index([t.token for t in tokens])

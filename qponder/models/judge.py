@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from qponder.answer_format import after_opened, judge_continuation, opened_by_template
-from qponder.endpoints import error_text, openai_client
+from qponder.endpoints import (
+    chat_messages,
+    choice_logprobs,
+    error_text,
+    openai_client,
+    reply_choices,
+)
 from qponder.errors import QponderError
 from qponder.models import generation_prompt
 from qponder.parsing import expected_from_logprobs
@@ -193,10 +199,7 @@ class OpenAIJudge(Judge):
         try:
             resp = self.client.chat.completions.create(
                 model=self.model,
-                messages=[
-                    {"role": "user", "content": self.instruction},
-                    {"role": "assistant", "content": judge_continuation(reasoning)},
-                ],
+                messages=chat_messages(self.instruction, prefill=judge_continuation(reasoning)),
                 max_tokens=1,
                 temperature=0.0,
                 logprobs=True,
@@ -216,9 +219,8 @@ class OpenAIJudge(Judge):
             raise self._unsupported(
                 f"refused {refused} (HTTP {exc.status_code}: {detail})"
             ) from exc
-        choices = getattr(resp, "choices", None) or []
-        logprobs = getattr(choices[0], "logprobs", None) if choices else None
-        content = getattr(logprobs, "content", None)
+        choices = reply_choices(resp)
+        content = choice_logprobs(choices[0]) if choices else None
         if not content:
             if not self._verified:
                 raise self._unsupported("returns no log-probabilities")
