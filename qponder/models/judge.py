@@ -27,7 +27,7 @@ from qponder.endpoints import (
     reply_choices,
 )
 from qponder.errors import QponderError
-from qponder.models import generation_prompt
+from qponder.models.generation import generation_prompt
 from qponder.parsing import expected_from_logprobs
 from qponder.prompts import STUDENT_INSTRUCTION
 
@@ -107,7 +107,7 @@ class HFJudge(Judge):
     @classmethod
     def from_pretrained(cls, path: str, model_config: Any = None, **kwargs: Any) -> HFJudge:
         """Load a judge from a checkpoint through :func:`qponder.models.load_model`."""
-        from qponder.models import load_model
+        from qponder.models.loading import load_model
 
         model, processor = load_model(path, model_config)
         return cls(model, processor, **kwargs)
