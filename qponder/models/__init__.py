@@ -1,10 +1,10 @@
 """Models: the names users import from ``qponder.models``, re-exported from the modules that
 do the work: :mod:`.loading`, :mod:`.processors`, :mod:`.checkpoint`, :mod:`.vision`,
-:mod:`.generation` (prompt rendering), :mod:`.readout`, :mod:`.judge`,
+:mod:`.generation` (the one generation engine), :mod:`.readout`, :mod:`.judge`,
 :mod:`.tiny`, :mod:`.families`, :mod:`.pretext`."""
 
 from qponder.models.checkpoint import ADAPTER_CONFIG, adapter_base
-from qponder.models.generation import generation_prompt, prompt_inputs
+from qponder.models.generation import HFEngine, generation_prompt, prompt_inputs, render_prompt
 from qponder.models.loading import load_model, resolve_dtype
 from qponder.models.processors import (
     apply_pixel_limits,
@@ -17,6 +17,7 @@ from qponder.models.vision import freeze_vision_tower, vision_parameters
 
 __all__ = [
     "ADAPTER_CONFIG",
+    "HFEngine",
     "adapter_base",
     "apply_pixel_limits",
     "freeze_vision_tower",
@@ -25,6 +26,7 @@ __all__ = [
     "load_model",
     "load_processor",
     "prompt_inputs",
+    "render_prompt",
     "resolve_dtype",
     "takes_pixel_limits",
     "video_processor_entry",
