@@ -1,6 +1,16 @@
-"""The one way qponder builds a client for an OpenAI-compatible endpoint (vLLM, SGLang,
-``transformers serve``, hosted APIs): the teacher, the ``openai`` scoring backend and the
-``openai`` consistency judge all call :func:`openai_client`.
+"""Talking to OpenAI-compatible endpoints (vLLM, SGLang, ``transformers serve``, hosted
+APIs), the same way for every caller: the teacher, the ``openai`` scoring backend, the
+``openai`` consistency judge and the description judge.
+
+- :func:`openai_client` builds the client;
+- :func:`chat_messages` builds a chat with an image (a lossless PNG data URL from
+  :func:`encode_png` or :func:`png_data_url`), a system turn or a prefilled assistant turn;
+- :func:`reply_choices`, :func:`choice_text` (:func:`message_text`) and
+  :func:`choice_logprobs` read the reply, whatever form the server gave it.
+
+What differs between callers stays with them: the teacher's asynchronous client and its
+retries, the backend's repeated requests for servers that ignore ``n``, the judge's
+``continue_final_message``.
 """
 
 from __future__ import annotations
@@ -113,6 +123,20 @@ def error_text(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def png_data_url(image: Any) -> str:
+    """``image`` as a PNG data URL, as it is (lossless: JPEG would add artefacts to an image
+    whose quality is being judged).
+
+    Example:
+        >>> from PIL import Image
+        >>> png_data_url(Image.new("RGB", (8, 4)))[:22]
+        'data:image/png;base64,'
+    """
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=3)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 def encode_png(image: Any, max_pixels: int | None = None) -> str:
     """Return a PNG data URL of ``image`` (lossless: JPEG would add artefacts to an image
     whose quality is being judged), shrunk to at most ``max_pixels`` pixels when given.
@@ -128,6 +152,61 @@ def encode_png(image: Any, max_pixels: int | None = None) -> str:
     if max_pixels and w * h > max_pixels:
         s = math.sqrt(max_pixels / (w * h))
         image = image.resize((max(1, int(w * s)), max(1, int(h * s))), Image.Resampling.BICUBIC)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=3)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return png_data_url(image)
+
+
+def chat_messages(
+    prompt: str,
+    image_url: str | None = None,
+    *,
+    system: str | None = None,
+    prefill: str | None = None,
+) -> list[dict[str, Any]]:
+    """A chat-completions conversation: an optional system turn, the user turn (the image,
+    then ``prompt``; ``prompt`` alone, as a plain string, without an image) and an optional
+    assistant turn for the server to continue.
+
+    Args:
+        prompt: The user text.
+        image_url: A data URL (:func:`encode_png`) or URL of the image, or None.
+        system: The system text, or None for no system turn.
+        prefill: The start of the assistant's answer (a server continues it with
+            ``continue_final_message``), or None.
+
+    Example:
+        >>> chat_messages("Rate it.", "data:image/png;base64,AA")[0]["content"][0]["type"]
+        'image_url'
+        >>> chat_messages("Rate it.", prefill="Sharp.")
+        [{'role': 'user', 'content': 'Rate it.'}, {'role': 'assistant', 'content': 'Sharp.'}]
+    """
+    messages: list[dict[str, Any]] = []
+    if system is not None:
+        messages.append({"role": "system", "content": system})
+    content: str | list[dict[str, Any]] = prompt
+    if image_url is not None:
+        content = [
+            {"type": "image_url", "image_url": {"url": image_url}},
+            {"type": "text", "text": prompt},
+        ]
+    messages.append({"role": "user", "content": content})
+    if prefill is not None:
+        messages.append({"role": "assistant", "content": prefill})
+    return messages
+
+
+def reply_choices(response: Any) -> list[Any]:
+    """The choices of a chat completion; ``[]`` when it has none (a body without
+    ``choices``, or not a completion at all, as a server's HTML error page comes back)."""
+    choices = getattr(response, "choices", None)
+    return choices if isinstance(choices, list) else []
+
+
+def choice_text(choice: Any) -> str | None:
+    """The text of a choice in the answer format (see :func:`message_text`), or None."""
+    return message_text(getattr(choice, "message", None))
+
+
+def choice_logprobs(choice: Any) -> list[Any] | None:
+    """The per-token log-probabilities of a choice (``logprobs.content``: each with
+    ``token``, ``logprob`` and ``top_logprobs``), or None when the server sent none."""
+    return getattr(getattr(choice, "logprobs", None), "content", None) or None

@@ -247,37 +247,68 @@ NO_LOGPROBS = "no_logprobs"  # the backend or server gave no log-probabilities
 NO_ANSWER_POSITION = "no_answer_position"  # no answer tag, or nothing after it
 NOT_A_DIGIT = "not_a_digit"  # the token after the tag is not one of "1".."5"
 DIGITS_SPLIT = "digits_split"  # the tokenizer has no single token per digit
+NON_FINITE = "non_finite"  # a digit's logit is NaN or +inf: no distribution to read
 NO_COMPLETION = "no_completion"  # the request or image failed: nothing to read
 
 
-def expected_from_logprobs(logprobs: Mapping[str, float]) -> float | None:
-    """Expected score from log-probabilities (or logits) of tokens at the answer position.
+def expected_with_reason(logprobs: Mapping[str, float]) -> tuple[float | None, str | None]:
+    """Expected score from log-probabilities (or logits) of tokens at the answer position,
+    and why there is none.
 
     The one read-out of the package: backends (transformers, vLLM, OpenAI-compatible) and
-    judges all call it. Only the tokens "1".."5" count (surrounding white space ignored, and
-    the same digit written twice is summed); the result is the softmax restricted to the
-    listed digits, so unnormalised logits give the same value as log-probabilities, and a
-    digit missing from a top-k list counts as probability 0.
+    judges all call it (or :func:`expected_from_logprobs`). Only the tokens "1".."5" count
+    (surrounding white space ignored, and the same digit written twice is summed); the
+    result is the softmax restricted to the listed digits, so unnormalised logits give the
+    same value as log-probabilities, and a digit missing from a top-k list counts as
+    probability 0. So does a digit at ``-inf`` (a log-probability of 0 probability, as a
+    server or a token-suppressing logits processor writes it). A NaN or ``+inf`` is no
+    probability at all: then there is no expected score, rather than one made of the other
+    digits.
 
     Returns:
-        ``sum_k p(k) * k`` over the listed digits, or None when no digit is listed.
+        ``(sum_k p(k) * k, None)`` over the listed digits; ``(None, NON_FINITE)`` when a
+        digit's value is NaN or ``+inf``, or every digit is at ``-inf``; ``(None,
+        NO_LOGPROBS)`` when no digit is listed.
+
+    Example:
+        >>> expected_with_reason({"1": float("nan"), "2": 0.0})
+        (None, 'non_finite')
+        >>> expected_with_reason({"x": -1.0})
+        (None, 'no_logprobs')
+    """
+    lps: list[tuple[int, float]] = []
+    for token, lp in logprobs.items():
+        t = str(token).strip()
+        if t in DIGITS and lp is not None:
+            lps.append((int(t), float(lp)))
+    if not lps:
+        return None, NO_LOGPROBS
+    if any(math.isnan(lp) or lp == math.inf for _, lp in lps):
+        return None, NON_FINITE
+    lps = [(k, lp) for k, lp in lps if lp != -math.inf]
+    if not lps:
+        return None, NON_FINITE
+    top = max(lp for _, lp in lps)
+    weights = [(k, math.exp(lp - top)) for k, lp in lps]
+    return sum(k * w for k, w in weights) / sum(w for _, w in weights), None
+
+
+def expected_from_logprobs(logprobs: Mapping[str, float]) -> float | None:
+    """The expected score of :func:`expected_with_reason`, without the reason.
+
+    Returns:
+        ``sum_k p(k) * k`` over the listed digits, or None when no digit is listed or a
+        value is not finite (NaN, ``+inf``).
 
     Example:
         >>> round(expected_from_logprobs({"4": math.log(0.6), "5": math.log(0.2), "x": -1.0}), 6)
         4.25
         >>> expected_from_logprobs({"1": 0.0, "2": 0.0, "3": 0.0, "4": 0.0, "5": 0.0})
         3.0
+        >>> expected_from_logprobs({"1": float("inf"), "2": 0.0}) is None
+        True
     """
-    lps: list[tuple[int, float]] = []
-    for token, lp in logprobs.items():
-        t = str(token).strip()
-        if t in DIGITS and lp is not None and math.isfinite(lp):
-            lps.append((int(t), float(lp)))
-    if not lps:
-        return None
-    top = max(lp for _, lp in lps)
-    weights = [(k, math.exp(lp - top)) for k, lp in lps]
-    return sum(k * w for k, w in weights) / sum(w for _, w in weights)
+    return expected_with_reason(logprobs)[0]
 
 
 def expected_from_digit_logits(values: Sequence[float]) -> float | None:

@@ -37,13 +37,17 @@ class FakeProcessor:
     def __init__(self):
         self.tokenizer = FakeTokenizer()
         self.calls = []
+        self.padding_sides = []
 
     def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
         assert messages[1]["content"][0] == {"type": "image"} and add_generation_prompt
         return messages[1]["content"][1]["text"]
 
-    def __call__(self, text, images, padding, return_tensors, add_special_tokens=True):
+    def __call__(
+        self, text, images, padding, return_tensors, add_special_tokens=True, padding_side=None
+    ):
         assert all(len(per_prompt) == 1 for per_prompt in images)  # one image per prompt
+        self.padding_sides.append(padding_side)
         images = [per_prompt[0] for per_prompt in images]
         self.calls.append([img.size for img in images])
         ids = [[100 + img.getpixel((0, 0))[0]] for img in images]
@@ -99,7 +103,9 @@ def test_concurrent_requests_are_batched_and_answers_reach_their_image():
     teacher = HFTeacher(model, processor, batch_size=4, max_side=20, temperature=0.7, max_tokens=3)
     replies = asyncio.run(ask_all(teacher, requests(6, n=2)))
     assert teacher.batch_sizes == [4, 2]
-    assert processor.tokenizer.padding_side == "left"  # generation pads on the left
+    # generation pads on the left, per call: the shared tokenizer is left as it was
+    assert processor.padding_sides == ["left", "left"]
+    assert processor.tokenizer.padding_side == "right"
     assert processor.calls[0] == [(20, 10)] * 4  # downscaled to max_side before the processor
     for i, answers in enumerate(replies):
         tail = "" if i % 2 == 0 else " 7"  # odd images ran into the token limit

@@ -136,6 +136,21 @@ def test_hf_read_out_uses_the_digit_logits_at_the_answer_position(loaded):
     assert backend._generation(bad, torch.zeros(len(bad), 5)).expected_score is None
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_digit_logit_gives_no_expected_score_and_says_why(loaded, bad):
+    model, processor = loaded
+    backend = HFBackend(model, processor, max_new_tokens=4)
+    tok = processor.tokenizer
+    ids = tok.encode(GOOD, add_special_tokens=False)
+    j = ids.index(tok.convert_tokens_to_ids("3"))
+    digit_logits = torch.zeros(len(ids), 5)
+    digit_logits[j, 0] = bad  # the other four digits are finite: no score made of them
+    gen = backend._generation(ids, digit_logits)
+    assert gen.expected_score is None and gen.expected_score_reason == "non_finite"
+    r = result_from_generations([gen], sampled=False)
+    assert r.score == 3.5 and r.expected_score is None and r.expected_score_reason == "non_finite"
+
+
 # --------------------------------------------------------------------------- results
 
 
@@ -389,6 +404,26 @@ def test_openai_backend_parses_answers_and_reads_top_logprobs():
     r = Scorer("served", backend="openai", backend_impl=backend, batch_size=2).score(images())
     assert [x.score for x in r] == [4.2, 4.2, 4.2]
     assert r[0].expected_score == pytest.approx(3.5) and r[0].reasoning == "fine"
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity"])
+def test_a_non_finite_top_logprob_gives_no_expected_score_and_says_why(bad):
+    """A server's top log-probabilities with a NaN (or +inf) among the digits give no
+    expected score, rather than one read from the other digits."""
+
+    def reply(request):
+        response = openai_reply(request)
+        body = json.loads(response.content)
+        for choice in body["choices"]:
+            choice["logprobs"]["content"][5]["top_logprobs"][1]["logprob"] = float(bad.lower())
+        return httpx.Response(
+            200, content=json.dumps(body), headers={"content-type": "application/json"}
+        )
+
+    backend = OpenAIBackend("served", client=openai_client(reply))
+    r = Scorer("served", backend_impl=backend).score(images(((40, 40),)))[0]
+    assert r.score == 4.2
+    assert r.expected_score is None and r.expected_score_reason == "non_finite"
 
 
 def test_a_server_that_ignores_n_is_asked_again_and_no_logprobs_is_said():

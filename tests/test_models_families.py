@@ -17,7 +17,7 @@ from PIL import Image
 
 from qponder.answer_format import answer_token_index, opened_by_template
 from qponder.errors import QponderError
-from qponder.models import load_model, prompt_inputs
+from qponder.models import generation_prompt, load_model, prompt_inputs
 from qponder.models.families import FAMILY_NAMES, family_of
 from qponder.models.readout import score_token_ids
 from qponder.models.tiny import build_tiny_model
@@ -172,6 +172,24 @@ def test_gemma3_prompts_carry_one_bos(built):
     ids = inputs["input_ids"][0].tolist()
     assert ids[0] == tok.bos_token_id
     assert ids.count(tok.bos_token_id) == 1
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_every_processor_pads_on_the_left_per_call_and_keeps_its_tokenizer(family, built):
+    """The padding side travels as a call argument through each family's processor (and
+    its image-only fallback class) to the tokenizer, whose own setting never changes."""
+    _, _, processor = built(family)
+    tok = processor.tokenizer
+    side = tok.padding_side
+    short = generation_prompt(processor, "Rate.")
+    long = generation_prompt(processor, "Rate the quality of this image, with many words.")
+    mask = prompt_inputs(processor, [short, long], [_image(), _image()])["attention_mask"]
+    assert mask[0, 0] == 0 and mask[0, -1] == 1 and mask[1].all()
+    mask = tok(["a", "a b c d"], padding=True, padding_side="left", return_tensors="pt")[
+        "attention_mask"
+    ]
+    assert mask[0, 0] == 0 and mask[0, -1] == 1
+    assert tok.padding_side == side
 
 
 def test_judge_continues_inside_the_opened_reasoning(built):

@@ -186,3 +186,31 @@ def test_parse_failures_are_every_failure_reason_and_failures_are_classified():
         "bad_image",
         "request",
     ]
+
+
+# --------------------------------------------------------------------------- read-out arithmetic
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_nan_or_infinite_logit_gives_no_expected_score_and_says_why(bad):
+    """Dropping the bad digit would read a distribution that is not there: [nan, 0, 0, 0, 0]
+    read 3.5, and [inf, 0, 0, 0, 0] read 3.5 where its limit is 1.0."""
+    from qponder.parsing import (
+        NON_FINITE,
+        expected_from_digit_logits,
+        expected_from_logprobs,
+        expected_with_reason,
+    )
+
+    assert expected_from_digit_logits([bad, 0.0, 0.0, 0.0, 0.0]) is None
+    assert expected_from_logprobs({"4": bad, "5": -0.5}) is None
+    assert expected_with_reason({"1": bad, "2": 0.0, "x": 1.0}) == (None, NON_FINITE)
+    assert expected_with_reason({"x": bad}) == (None, "no_logprobs")  # no digit read at all
+
+
+def test_a_digit_at_minus_infinity_has_probability_zero():
+    from qponder.parsing import NON_FINITE, expected_with_reason
+
+    inf = float("inf")
+    assert expected_with_reason({"1": -inf, "4": 0.0, "5": 0.0}) == (4.5, None)
+    assert expected_with_reason({"1": -inf, "2": -inf}) == (None, NON_FINITE)  # no mass left

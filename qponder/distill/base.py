@@ -20,6 +20,25 @@ from typing import Any
 from qponder.errors import QponderError, RunFailedError
 
 
+def downscale(image: Any, max_side: int) -> Any:
+    """``image`` shrunk so that its longest side is at most ``max_side`` pixels (aspect ratio
+    kept, never upscaled): what every teacher is shown (``distill.max_side``).
+
+    Example:
+        >>> from PIL import Image
+        >>> downscale(Image.new("RGB", (60, 30)), 20).size
+        (20, 10)
+    """
+    from PIL import Image
+
+    width, height = image.size
+    if max(width, height) <= max_side:
+        return image
+    scale = max_side / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
 @dataclass(frozen=True)
 class TeacherRequest:
     """One image to reason about.

@@ -13,21 +13,10 @@ import contextlib
 from typing import Any
 
 from qponder.answer_format import opened_by_template
-from qponder.distill.base import Teacher, TeacherError, TeacherReply, TeacherRequest
-from qponder.models import prompt_inputs
+from qponder.distill.base import Teacher, TeacherError, TeacherReply, TeacherRequest, downscale
+from qponder.models.generation import HFEngine, template_messages
 
 _FILL_WAIT = 0.05  # seconds a batch waits for more requests before it runs
-
-
-def _downscale(image: Any, max_side: int) -> Any:
-    from PIL import Image
-
-    width, height = image.size
-    if max(width, height) <= max_side:
-        return image
-    scale = max_side / max(width, height)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS)
 
 
 class HFTeacher(Teacher):
@@ -64,9 +53,7 @@ class HFTeacher(Teacher):
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.batch_sizes: list[int] = []  # images per generate call, for the report and tests
-        tokenizer = getattr(processor, "tokenizer", processor)
-        tokenizer.padding_side = "left"  # generation appends on the right
-        self._tokenizer = tokenizer
+        self.engine = HFEngine(model, processor)
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
 
@@ -115,51 +102,27 @@ class HFTeacher(Teacher):
                     if not f.done():
                         f.set_result(r)
 
-    def _messages(self, request: TeacherRequest) -> list[dict]:
-        return [
-            {"role": "system", "content": [{"type": "text", "text": request.system}]},
-            {
-                "role": "user",
-                "content": [{"type": "image"}, {"type": "text", "text": request.prompt}],
-            },
-        ]
+    def _decoding(self) -> dict[str, Any]:
+        """The teacher's sampling settings (``distill.temperature``; 0 = greedy), and nothing
+        more: the rest is the checkpoint's own generation config."""
+        sampling = self.temperature > 0
+        options: dict[str, Any] = {"do_sample": sampling}
+        if sampling:
+            options["temperature"] = self.temperature
+        return options
 
     def _generate_batch(self, requests: list[TeacherRequest]) -> list[list[TeacherReply]]:
-        import torch
-
         n = requests[0].n
-        texts = [
-            self.processor.apply_chat_template(
-                self._messages(r), tokenize=False, add_generation_prompt=True
-            )
-            for r in requests
-        ]
-        images = [_downscale(r.image, self.max_side) for r in requests]
-        inputs = prompt_inputs(self.processor, texts, images).to(self.model.device)
+        texts = [self.engine.render(template_messages(r.prompt, system=r.system)) for r in requests]
+        images = [downscale(r.image, self.max_side) for r in requests]
         opened = opened_by_template(texts[0])  # a thinking template opens <think> itself
-        sampling = self.temperature > 0
-        kwargs: dict[str, Any] = {"max_new_tokens": self.max_tokens, "do_sample": sampling}
-        if sampling:
-            kwargs["temperature"] = self.temperature
-        if n > 1:
-            kwargs["num_return_sequences"] = n
         self.stats.requests += len(requests)
         self.batch_sizes.append(len(requests))
-        with torch.inference_mode():
-            output = self.model.generate(**inputs, **kwargs)
-        new_tokens = output[:, inputs["input_ids"].shape[1] :]
-        texts_out = self._tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        eos = self._eos_ids()
-        finishes = ["stop" if any(int(t) in eos for t in row) else "length" for row in new_tokens]
-        flat = [TeacherReply(opened + t, f) for t, f in zip(texts_out, finishes, strict=True)]
-        return [flat[i * n : (i + 1) * n] for i in range(len(requests))]
-
-    def _eos_ids(self) -> set[int]:
-        config = getattr(self.model, "generation_config", None)
-        eos = getattr(config, "eos_token_id", None)
-        if eos is None:
-            eos = self._tokenizer.eos_token_id
-        return set(eos if isinstance(eos, (list, tuple)) else [eos])
+        # sampled from the caller's RNG (seed=None), as distillation always has
+        out = self.engine.generate(
+            texts, images, max_new_tokens=self.max_tokens, options=self._decoding(), n=n
+        )
+        return [[TeacherReply(opened + c.text, c.finish_reason) for c in per] for per in out]
 
     async def aclose(self) -> None:
         if self._worker is not None:

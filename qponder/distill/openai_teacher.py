@@ -18,9 +18,7 @@ is asked to judge.
 from __future__ import annotations
 
 import asyncio
-import base64
 import email.utils
-import io
 import json
 import logging
 import math
@@ -28,14 +26,22 @@ import random
 import time
 from typing import Any
 
+from qponder import endpoints
 from qponder.distill.base import (
     Teacher,
     TeacherError,
     TeacherFatalError,
     TeacherReply,
     TeacherRequest,
+    downscale,
 )
-from qponder.endpoints import error_text, message_text, openai_client
+from qponder.endpoints import (
+    choice_text,
+    error_text,
+    openai_client,
+    png_data_url,
+    reply_choices,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,16 +58,7 @@ def encode_image(image: Any, max_side: int) -> str:
         >>> encode_image(Image.new("RGB", (8, 4)), 4)[:22]
         'data:image/png;base64,'
     """
-    from PIL import Image
-
-    width, height = image.size
-    if max(width, height) > max_side:
-        scale = max_side / max(width, height)
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image = image.resize(size, Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=3)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return png_data_url(downscale(image, max_side))
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -97,16 +94,7 @@ class _Malformed(ValueError):
 
 def chat_messages(system: str, prompt: str, image_url: str) -> list[dict[str, Any]]:
     """The teacher's chat: the system message, then the image and the prompt."""
-    return [
-        {"role": "system", "content": system},
-        {
-            "role": "user",
-            "content": [
-                {"type": "image_url", "image_url": {"url": image_url}},
-                {"type": "text", "text": prompt},
-            ],
-        },
-    ]
+    return endpoints.chat_messages(prompt, image_url, system=system)
 
 
 def replies_from_response(response: Any) -> list[TeacherReply]:
@@ -115,12 +103,12 @@ def replies_from_response(response: Any) -> list[TeacherReply]:
     Raises:
         ValueError: The response has no choice with text content.
     """
-    choices = getattr(response, "choices", None)
-    if not isinstance(choices, list) or not choices:
+    choices = reply_choices(response)
+    if not choices:
         raise _Malformed(f"no choices in the response ({str(response)[:80]!r})")
     replies = []
     for choice in choices:
-        text = message_text(getattr(choice, "message", None))
+        text = choice_text(choice)
         if text is not None:
             replies.append(
                 TeacherReply(text=text, finish_reason=getattr(choice, "finish_reason", None))

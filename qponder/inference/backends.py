@@ -4,9 +4,10 @@ remote OpenAI-compatible endpoint.
 Each backend turns a batch of RGB images into ``n`` completions per image, each with the
 expected score read at the answer position when the backend can see the logits:
 
-- ``hf``: ``model.generate`` on left-padded batches; the logits of the digit tokens are
-  recorded at every step by a logits processor (five numbers per step, not the vocabulary),
-  before any sampling warper touches them.
+- ``hf``: the shared transformers engine (:class:`qponder.models.generation.HFEngine`, also
+  the ``hf`` teacher's and the judge's): ``model.generate`` on batches padded on the left;
+  the logits of the digit tokens are recorded at every step by a logits processor (five
+  numbers per step, not the vocabulary), before any sampling warper touches them.
 - ``vllm``: ``vllm.LLM`` (optional GPU extra); the read-out uses the top log-probabilities
   vLLM returns for each generated token.
 - ``openai``: chat completions with ``logprobs``/``top_logprobs`` against e.g. ``vllm serve``
@@ -14,7 +15,11 @@ expected score read at the answer position when the backend can see the logits:
 
 Decoding is fully specified here rather than inherited from a checkpoint's
 ``generation_config``: greedy when one answer is asked for (reproducible scores), else
-plain temperature sampling (no top-k/top-p), and never a repetition penalty.
+plain temperature sampling (no top-k/top-p), and never a repetition penalty. The ``hf``
+and ``vllm`` backends render the student prompt with
+:func:`qponder.models.generation_prompt` (an ``openai`` endpoint applies its own template
+to the chat of :func:`qponder.endpoints.chat_messages`); all three read the expected score
+with :func:`qponder.models.readout.read_out`.
 """
 
 from __future__ import annotations
@@ -24,19 +29,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from qponder.answer_format import answer_piece_index, answer_token_index, opened_by_template
-from qponder.endpoints import encode_png, error_text, message_text, openai_client
-from qponder.errors import MissingDependencyError, QponderError
-from qponder.models import generation_prompt, prompt_inputs
-from qponder.parsing import (
-    DIGITS,
-    DIGITS_SPLIT,
-    NO_ANSWER_POSITION,
-    NO_LOGPROBS,
-    NOT_A_DIGIT,
-    REQUEST_FAILED,
-    expected_from_logprobs,
+from qponder.answer_format import opened_by_template
+from qponder.endpoints import (
+    chat_messages,
+    choice_logprobs,
+    choice_text,
+    encode_png,
+    error_text,
+    openai_client,
+    reply_choices,
 )
+from qponder.errors import MissingDependencyError, QponderError
+from qponder.models import HFEngine, generation_prompt
+from qponder.models.readout import read_out, read_out_logits, read_out_pieces, readout_ids
+from qponder.parsing import DIGITS, REQUEST_FAILED
 from qponder.prompts import STUDENT_INSTRUCTION
 
 logger = logging.getLogger(__name__)
@@ -55,7 +61,7 @@ class Generation:
         error: A failure that produced no text (e.g. ``request_failed: ...``); None on
             success. Parse failures are not errors here: they are found by parsing ``text``.
         expected_score_reason: Why ``expected_score`` is None (``no_logprobs``,
-            ``no_answer_position``, ``not_a_digit``, ``digits_split``; see
+            ``no_answer_position``, ``not_a_digit``, ``digits_split``, ``non_finite``; see
             :mod:`qponder.parsing`); None when there is one.
     """
 
@@ -65,37 +71,37 @@ class Generation:
     expected_score_reason: str | None = None
 
 
-def _digit_ids(tokenizer: Any) -> list[int] | None:
-    from qponder.models.readout import score_token_ids
-
-    try:
-        return score_token_ids(tokenizer)
-    except ValueError as exc:
-        logger.warning("no expected-score read-out: %s", exc)
-        return None
-
-
 # --------------------------------------------------------------------------- transformers
 
 
-class _DigitLogitsRecorder:
-    """A logits processor that keeps the logits of "1".."5" at every generation step."""
-
-    def __init__(self, ids: list[int]) -> None:
-        self.ids = ids
-        self.steps: list[Any] = []
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        self.steps.append(scores[:, self.ids].float())  # stays on the device: no sync per step
-        return scores
+def hf_decoding(n: int, temperature: float) -> dict[str, Any]:
+    """The ``hf`` backend's decoding settings, all of them explicit (none inherited from the
+    checkpoint's generation config): greedy for one answer, else plain temperature sampling;
+    never a repetition penalty."""
+    if n == 1:
+        # greedy; top_k=50 is transformers' neutral default (no warning about unused flags)
+        return {
+            "do_sample": False,
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "top_k": 50,
+            "repetition_penalty": 1.0,
+        }
+    return {
+        "do_sample": True,
+        "temperature": temperature,
+        "top_p": 1.0,
+        "top_k": 0,
+        "repetition_penalty": 1.0,
+    }
 
 
 class HFBackend:
-    """Batched ``generate`` with a transformers model.
+    """Batched ``generate`` with a transformers model, through the shared engine.
 
     Args:
         model: A loaded chat VLM (see :func:`qponder.models.load_model`).
-        processor: Its processor; its tokenizer is switched to left padding.
+        processor: Its processor (left as it is: padding goes left per call).
         max_new_tokens: Completion length limit.
         instruction: The student instruction (the training prompt).
         seed: Seed of sampled answers; call ``i`` samples with seed ``seed + i``.
@@ -116,90 +122,39 @@ class HFBackend:
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
-        self.tokenizer.padding_side = "left"  # batched generation continues every row at the end
+        self.engine = HFEngine(model, processor)
         self.max_new_tokens = max_new_tokens
         self.seed = seed
         self._calls = 0
         self.prompt = generation_prompt(processor, instruction)
         self.opened = opened_by_template(self.prompt)  # e.g. Qwen3.5 opens <think> itself
-        self.digit_ids = _digit_ids(self.tokenizer)
-        self._stop_ids = self._stop_token_ids()
-
-    def _stop_token_ids(self) -> set[int]:
-        gen = getattr(self.model, "generation_config", None)
-        eos = getattr(gen, "eos_token_id", None)
-        eos = self.tokenizer.eos_token_id if eos is None else eos
-        ids = set(eos if isinstance(eos, (list, tuple)) else [eos])
-        if self.tokenizer.pad_token_id is not None:
-            ids.add(self.tokenizer.pad_token_id)
-        return {i for i in ids if i is not None}
-
-    def _decoding(self, n: int, temperature: float) -> dict[str, Any]:
-        if n == 1:
-            # greedy; top_k=50 is transformers' neutral default (no warning about unused flags)
-            return {"do_sample": False, "temperature": 1.0, "top_p": 1.0, "top_k": 50}
-        return {
-            "do_sample": True,
-            "temperature": temperature,
-            "top_p": 1.0,
-            "top_k": 0,
-            "num_return_sequences": n,
-        }
+        self.digit_ids = readout_ids(self.tokenizer)
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
-
-    def _completion_ids(self, row: list[int]) -> list[int]:
-        for i, t in enumerate(row):
-            if t in self._stop_ids:
-                return row[:i]
-        return row
 
     def generate(
         self, images: list[Any], n: int = 1, temperature: float = 1.0
     ) -> list[list[Generation]]:
         """Generate ``n`` completions for each image (greedy when ``n == 1``)."""
-        import torch
-        from transformers import LogitsProcessorList
-
-        inputs = prompt_inputs(self.processor, [self.prompt] * len(images), images).to(
-            self.model.device
+        out = self.engine.generate(
+            [self.prompt] * len(images),
+            images,
+            max_new_tokens=self.max_new_tokens,
+            options=hf_decoding(n, temperature),
+            n=n,
+            seed=self.seed + self._calls,
+            read_ids=self.digit_ids,
         )
-        recorder = _DigitLogitsRecorder(self.digit_ids) if self.digit_ids else None
-        devices = [self.model.device] if self.model.device.type == "cuda" else []
-        # sampling draws from a forked RNG seeded per call: reproducible, and the caller's
-        # RNG (a training run's, for validation) is left as it was
-        with torch.random.fork_rng(devices=devices), torch.inference_mode():
-            torch.manual_seed(self.seed + self._calls)
-            seqs = self.model.generate(
-                **inputs,
-                max_new_tokens=self.max_new_tokens,
-                repetition_penalty=1.0,
-                logits_processor=LogitsProcessorList([recorder] if recorder else []),
-                **self._decoding(n, temperature),
-            )
         self._calls += 1
-        new = seqs[:, inputs["input_ids"].shape[1] :].tolist()
-        digits = torch.stack(recorder.steps, dim=1).cpu() if recorder and recorder.steps else None
-        flat = [
-            self._generation(self._completion_ids(row), digits[r] if digits is not None else None)
-            for r, row in enumerate(new)
-        ]
-        return [flat[i * n : (i + 1) * n] for i in range(len(images))]
+        return [[self._generation(c.ids, c.logits, c.text) for c in per] for per in out]
 
-    def _generation(self, ids: list[int], digit_logits: Any) -> Generation:
-        from qponder.models.readout import expected_scores
-
-        text = self.opened + self._decode(ids)
-        if digit_logits is None:
-            return Generation(text=text, expected_score_reason=DIGITS_SPLIT)
-        j = answer_token_index(ids, self._decode)
-        if j is None:
-            return Generation(text=text, expected_score_reason=NO_ANSWER_POSITION)
-        if ids[j] not in self.digit_ids:
-            return Generation(text=text, expected_score_reason=NOT_A_DIGIT)
-        expected = expected_scores(digit_logits[j], list(range(len(self.digit_ids))))[0]
-        return Generation(text=text, expected_score=expected)
+    def _generation(self, ids: list[int], digit_logits: Any, text: str | None = None) -> Generation:
+        """The completion ``ids`` (decoded as ``text`` when given) with its read-out from
+        ``[steps, 5]`` digit logits (None: the tokenizer splits the digits)."""
+        text = self.opened + (self._decode(ids) if text is None else text)
+        expected, reason = read_out_logits(ids, self._decode, self.digit_ids, digit_logits)
+        return Generation(text=text, expected_score=expected, expected_score_reason=reason)
 
 
 # --------------------------------------------------------------------------- vLLM
@@ -261,7 +216,7 @@ class VLLMBackend:
         self.tokenizer = llm.get_tokenizer()
         self.prompt = generation_prompt(load_processor(model_path, cfg), instruction)
         self.opened = opened_by_template(self.prompt)
-        self.digit_ids = _digit_ids(self.tokenizer)
+        self.digit_ids = readout_ids(self.tokenizer)
         self.max_new_tokens = max_new_tokens
         self.seed = seed
 
@@ -287,18 +242,20 @@ class VLLMBackend:
     def _generation(self, completion: Any) -> Generation:
         ids = list(completion.token_ids)
         text = self.opened + completion.text
-        if not self.digit_ids:
-            return Generation(text=text, expected_score_reason=DIGITS_SPLIT)
-        if not completion.logprobs:
-            return Generation(text=text, expected_score_reason=NO_LOGPROBS)
-        j = answer_token_index(ids, self._decode)
-        if j is None:
-            return Generation(text=text, expected_score_reason=NO_ANSWER_POSITION)
-        if ids[j] not in self.digit_ids:
-            return Generation(text=text, expected_score_reason=NOT_A_DIGIT)
-        top = completion.logprobs[j]  # token id -> Logprob(logprob, rank, decoded_token)
-        by_digit = {str(k + 1): top[i].logprob for k, i in enumerate(self.digit_ids) if i in top}
-        return Generation(text=text, expected_score=expected_from_logprobs(by_digit))
+        digits = self.digit_ids or []
+        label_of = dict(zip(digits, DIGITS, strict=True)) if digits else {}
+        top = completion.logprobs  # per step: token id -> Logprob(logprob, rank, decoded_token)
+
+        def label_at(j: int) -> str | None:
+            return label_of.get(ids[j])
+
+        def scores_at(j: int) -> dict[str, float]:  # a digit outside the top list: p = 0
+            return {label_of[i]: top[j][i].logprob for i in digits if i in top[j]}
+
+        expected, reason = read_out(
+            ids, self._decode, label_at if digits else None, scores_at if top else None
+        )
+        return Generation(text=text, expected_score=expected, expected_score_reason=reason)
 
 
 # --------------------------------------------------------------------------- OpenAI-compatible
@@ -370,17 +327,14 @@ class OpenAIBackend:
         requests)."""
         import openai
 
-        content = [
-            {"type": "image_url", "image_url": {"url": encode_png(image, self.max_pixels)}},
-            {"type": "text", "text": self.instruction},
-        ]
+        messages = chat_messages(self.instruction, encode_png(image, self.max_pixels))
         gens: list[Generation] = []
         for _ in range(n):
             missing = n - len(gens)
             try:
                 resp = self.client.chat.completions.create(
                     model=self.model,
-                    messages=[{"role": "user", "content": content}],
+                    messages=messages,
                     max_tokens=self.max_new_tokens,
                     temperature=0.0 if n == 1 else temperature,
                     top_p=1.0,
@@ -392,7 +346,7 @@ class OpenAIBackend:
             except openai.OpenAIError as exc:
                 failed = f"{REQUEST_FAILED}: {type(exc).__name__}: {error_text(exc)}"
                 return gens + [Generation(text="", error=failed)] * missing
-            got = [self._generation(c) for c in (resp.choices or [])[:missing]]
+            got = [self._generation(c) for c in reply_choices(resp)[:missing]]
             if not got:
                 failed = f"{REQUEST_FAILED}: the server answered with no choices"
                 return gens + [Generation(text="", error=failed)] * missing
@@ -403,15 +357,14 @@ class OpenAIBackend:
 
     @staticmethod
     def _generation(choice: Any) -> Generation:
-        text = message_text(choice.message) or ""
-        tokens = getattr(getattr(choice, "logprobs", None), "content", None)
-        if not tokens:
-            return Generation(text=text, expected_score_reason=NO_LOGPROBS)
-        j = answer_piece_index([t.token for t in tokens])
-        if j is None:
-            return Generation(text=text, expected_score_reason=NO_ANSWER_POSITION)
-        if tokens[j].token.strip() not in DIGITS:
-            return Generation(text=text, expected_score_reason=NOT_A_DIGIT)
-        cands = {t.token: t.logprob for t in (tokens[j].top_logprobs or [])}
-        cands.setdefault(tokens[j].token, tokens[j].logprob)
-        return Generation(text=text, expected_score=expected_from_logprobs(cands))
+        text = choice_text(choice) or ""
+        tokens = choice_logprobs(choice)
+
+        def top_at(j: int) -> dict[str, float]:
+            cands = {t.token: t.logprob for t in (tokens[j].top_logprobs or [])}
+            cands.setdefault(tokens[j].token, tokens[j].logprob)
+            return cands
+
+        pieces = [t.token for t in tokens] if tokens else None
+        expected, reason = read_out_pieces(pieces, top_at)
+        return Generation(text=text, expected_score=expected, expected_score_reason=reason)

@@ -48,7 +48,8 @@ class ScoreResult:
         score_std: Population std of the parsed sampled scores; None for greedy scoring or
             fewer than two parsed samples.
         expected_score_reason: Why ``expected_score`` is None (``no_logprobs``,
-            ``no_answer_position``, ``not_a_digit``, ``digits_split``, ``no_completion``),
+            ``no_answer_position``, ``not_a_digit``, ``digits_split``, ``non_finite``,
+            ``no_completion``),
             never silently; None when there is an expected score.
     """
 

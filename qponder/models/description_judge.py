@@ -18,7 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from qponder.endpoints import encode_png, error_text, message_text, openai_client
+from qponder.endpoints import (
+    chat_messages,
+    choice_text,
+    encode_png,
+    error_text,
+    openai_client,
+    reply_choices,
+)
 from qponder.prompts import DESCRIPTION_JUDGE
 from qponder.reasoning import analyse_reasoning
 
@@ -104,21 +111,17 @@ class DescriptionJudge:
         if not claims:
             return DescriptionGrade()
         prompt = DESCRIPTION_JUDGE.format(claims="\n".join(f"- {k}" for k in claims))
-        content = [
-            {"type": "image_url", "image_url": {"url": encode_png(image)}},
-            {"type": "text", "text": prompt},
-        ]
         try:
             resp = self.client.chat.completions.create(
                 model=self.model,
-                messages=[{"role": "user", "content": content}],
+                messages=chat_messages(prompt, encode_png(image)),
                 temperature=0.0,
                 max_tokens=400,
             )
         except openai.OpenAIError as exc:
             return DescriptionGrade(error=f"request_failed: {error_text(exc)}")
-        choices = getattr(resp, "choices", None) or []
-        text = message_text(choices[0].message) if choices else None
+        choices = reply_choices(resp)
+        text = choice_text(choices[0]) if choices else None
         if not text:
             return DescriptionGrade(error="refused: an empty answer")
         return parse_grades(text, claims)

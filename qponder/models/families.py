@@ -242,7 +242,7 @@ def _qwen_vl_processor(tok: Any, template: str, patch: int, pixels: tuple[int, i
     from transformers import Qwen3VLProcessor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    from qponder.models import image_only_processor_class
+    from qponder.models.processors import image_only_processor_class
 
     image_processor = Qwen2VLImageProcessorPil(
         size={"shortest_edge": pixels[0], "longest_edge": pixels[1]},
@@ -422,7 +422,7 @@ def _build_smolvlm(corpus: list[str], seed: int, s: Sizes, vocab: int) -> tuple[
     )
     from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
 
-    from qponder.models import image_only_processor_class
+    from qponder.models.processors import image_only_processor_class
 
     grid = [f"<row_{r}_col_{c}>" for r in range(1, 4) for c in range(1, 4)]
     specials = [
@@ -485,7 +485,7 @@ def _build_llava_onevision(corpus: list[str], seed: int, s: Sizes, vocab: int) -
         LlavaOnevisionImageProcessorPil,
     )
 
-    from qponder.models import image_only_processor_class
+    from qponder.models.processors import image_only_processor_class
 
     tok = _qwen_tokenizer(corpus, vocab, ("<image>", "<video>"))
     image_size, patch = 32, 8  # 4x4 patches per tile
@@ -526,7 +526,7 @@ def _build_internvl(corpus: list[str], seed: int, s: Sizes, vocab: int) -> tuple
     from transformers import InternVLConfig, InternVLForConditionalGeneration, InternVLProcessor
     from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 
-    from qponder.models import image_only_processor_class
+    from qponder.models.processors import image_only_processor_class
 
     start, end, ctx = "<img>", "</img>", "<IMG_CONTEXT>"
     tok = _qwen_tokenizer(corpus, vocab, (start, end, ctx, "<video>"))
@@ -601,7 +601,7 @@ def _build_qwen2_5_vl(corpus: list[str], seed: int, s: Sizes, vocab: int) -> tup
     from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    from qponder.models import image_only_processor_class
+    from qponder.models.processors import image_only_processor_class
 
     tok = train_tokenizer(corpus, vocab)
     image_processor = Qwen2VLImageProcessorPil(

@@ -19,9 +19,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from qponder.answer_format import after_opened, judge_continuation, opened_by_template
-from qponder.endpoints import error_text, openai_client
+from qponder.endpoints import (
+    chat_messages,
+    choice_logprobs,
+    error_text,
+    openai_client,
+    reply_choices,
+)
 from qponder.errors import QponderError
-from qponder.models import generation_prompt
+from qponder.models.generation import HFEngine, generation_prompt
+from qponder.models.readout import expected_scores, score_token_ids
 from qponder.parsing import expected_from_logprobs
 from qponder.prompts import STUDENT_INSTRUCTION
 
@@ -86,14 +93,13 @@ class HFJudge(Judge):
         self, model: Any, processor: Any, instruction: str | None = None, batch_size: int = 16
     ) -> None:
         super().__init__(instruction)
-        from qponder.models.readout import score_token_ids
-
         self.model = model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.batch_size = batch_size
+        self.engine = HFEngine(self.model, processor)
         self.ids = score_token_ids(self.tokenizer)
         self.prefix = generation_prompt(processor, self.instruction, with_image=False)
         self.opened = opened_by_template(self.prefix)  # Qwen3.5's template opens <think>
@@ -101,7 +107,7 @@ class HFJudge(Judge):
     @classmethod
     def from_pretrained(cls, path: str, model_config: Any = None, **kwargs: Any) -> HFJudge:
         """Load a judge from a checkpoint through :func:`qponder.models.load_model`."""
-        from qponder.models import load_model
+        from qponder.models.loading import load_model
 
         model, processor = load_model(path, model_config)
         return cls(model, processor, **kwargs)
@@ -112,25 +118,11 @@ class HFJudge(Judge):
         return [self.prefix + after_opened(self.opened, judge_continuation(r)) for r in reasonings]
 
     def _implied_scores(self, reasonings: list[str]) -> list[float | None]:
-        import torch
-
-        from qponder.models.readout import expected_scores
-
         out: list[float | None] = []
-        device = next(self.model.parameters()).device
-        side = self.tokenizer.padding_side
-        self.tokenizer.padding_side = "left"  # the read-out position is the last one
-        try:
-            for start in range(0, len(reasonings), self.batch_size):
-                chunk = self.prompt_texts(reasonings[start : start + self.batch_size])
-                enc = self.tokenizer(
-                    chunk, return_tensors="pt", padding=True, add_special_tokens=False
-                ).to(device)
-                with torch.no_grad():
-                    logits = self.model(**enc).logits[:, -1, :]
-                out.extend(expected_scores(logits, self.ids))
-        finally:
-            self.tokenizer.padding_side = side
+        for start in range(0, len(reasonings), self.batch_size):
+            chunk = self.prompt_texts(reasonings[start : start + self.batch_size])
+            # left-padded: the read-out position is every row's last one
+            out.extend(expected_scores(self.engine.next_token_logits(chunk), self.ids))
         return out
 
 
@@ -193,10 +185,7 @@ class OpenAIJudge(Judge):
         try:
             resp = self.client.chat.completions.create(
                 model=self.model,
-                messages=[
-                    {"role": "user", "content": self.instruction},
-                    {"role": "assistant", "content": judge_continuation(reasoning)},
-                ],
+                messages=chat_messages(self.instruction, prefill=judge_continuation(reasoning)),
                 max_tokens=1,
                 temperature=0.0,
                 logprobs=True,
@@ -216,9 +205,8 @@ class OpenAIJudge(Judge):
             raise self._unsupported(
                 f"refused {refused} (HTTP {exc.status_code}: {detail})"
             ) from exc
-        choices = getattr(resp, "choices", None) or []
-        logprobs = getattr(choices[0], "logprobs", None) if choices else None
-        content = getattr(logprobs, "content", None)
+        choices = reply_choices(resp)
+        content = choice_logprobs(choices[0]) if choices else None
         if not content:
             if not self._verified:
                 raise self._unsupported("returns no log-probabilities")

@@ -183,6 +183,68 @@ def _save_weights(model: Any, model_dir: Path) -> None:
     tmp.rmdir()
 
 
+def _checked_pretext_inputs(
+    model_dir: str | os.PathLike, images: Sequence[Any], steps: int
+) -> Path:
+    """The model folder of :func:`pretrain_vision`, once its inputs are known to be usable.
+
+    Raises:
+        QponderError: Fewer than two images, ``steps < 1``, or no model folder.
+    """
+    if len(images) < 2:
+        raise QponderError(f"pretrain_vision: needs at least 2 images, got {len(images)}")
+    if steps < 1:
+        raise QponderError(f"pretrain_vision: steps must be >= 1, got {steps}")
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise QponderError(f"pretrain_vision: {model_dir} is not a model folder (no config.json)")
+    return model_dir
+
+
+def _fit_pretext(
+    vis: Any,
+    head: Any,
+    image_processor: Any,
+    images: Sequence[Any],
+    targets: Any,
+    *,
+    steps: int,
+    batch: int,
+    learning_rate: float,
+    rng: random.Random,
+    progress: bool,
+) -> list[float]:
+    """Train the vision tower ``vis`` and the ``head`` on the pretext targets; return the
+    loss of every step. The rest of the model is frozen by the caller."""
+    import torch
+    from tqdm.auto import tqdm
+
+    params = [*vis.parameters(), *head.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    optimiser = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: warmup_cosine(step, steps))
+    vis.train()
+    losses: list[float] = []
+    bar = tqdm(range(steps), desc="vision pretext", disable=not progress, unit="step")
+    for _ in bar:
+        idx = rng.sample(range(len(images)), batch)
+        enc = image_processor(images=[images[i] for i in idx], return_tensors="pt")
+        out = vis(enc["pixel_values"], grid_thw=enc["image_grid_thw"])
+        out = getattr(out, "pooler_output", out)  # transformers 5 returns a model output
+        tokens = enc["image_grid_thw"].prod(-1) // (getattr(vis, "spatial_merge_size", 2) ** 2)
+        pooled = torch.stack([t.mean(0) for t in torch.split(out, tokens.tolist())])
+        loss = torch.nn.functional.mse_loss(head(pooled), targets[idx])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        losses.append(round(float(loss.detach()), 5))
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    vis.eval()
+    return losses
+
+
 def pretrain_vision(
     model_dir: str | os.PathLike,
     images: Sequence[Any],
@@ -219,18 +281,11 @@ def pretrain_vision(
             no Qwen-VL vision tower.
     """
     import torch
-    from tqdm.auto import tqdm
 
     from qponder.config import ModelConfig
-    from qponder.models import load_model
+    from qponder.models.loading import load_model
 
-    if len(images) < 2:
-        raise QponderError(f"pretrain_vision: needs at least 2 images, got {len(images)}")
-    if steps < 1:
-        raise QponderError(f"pretrain_vision: steps must be >= 1, got {steps}")
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise QponderError(f"pretrain_vision: {model_dir} is not a model folder (no config.json)")
+    model_dir = _checked_pretext_inputs(model_dir, images, steps)
     start = time.monotonic()
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -245,31 +300,12 @@ def pretrain_vision(
     batch = min(batch_size, len(images))
     # the projector maps the visual tokens into the language model's width
     head = torch.nn.Linear(model.config.get_text_config().hidden_size, targets.shape[1])
-    params = [*vis.parameters(), *head.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
-    optimiser = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: warmup_cosine(step, steps))
-    vis.train()
-    losses: list[float] = []
-    bar = tqdm(range(steps), desc="vision pretext", disable=not progress, unit="step")
-    for _ in bar:
-        idx = rng.sample(range(len(images)), batch)
-        enc = image_processor(images=[images[i] for i in idx], return_tensors="pt")
-        out = vis(enc["pixel_values"], grid_thw=enc["image_grid_thw"])
-        out = getattr(out, "pooler_output", out)  # transformers 5 returns a model output
-        tokens = enc["image_grid_thw"].prod(-1) // (getattr(vis, "spatial_merge_size", 2) ** 2)
-        pooled = torch.stack([t.mean(0) for t in torch.split(out, tokens.tolist())])
-        loss = torch.nn.functional.mse_loss(head(pooled), targets[idx])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        losses.append(round(float(loss.detach()), 5))
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    vis.eval()
+    losses = _fit_pretext(
+        vis, head, image_processor, images, targets, steps=steps, batch=batch,
+        learning_rate=learning_rate, rng=rng, progress=progress,
+    )  # fmt: skip
     _save_weights(model, model_dir)
     tenth = max(1, steps // 10)
     result = PretextResult(

@@ -230,9 +230,8 @@ class ValidationCallback(TrainerCallback):
         trainer = self.trainer
         accelerator = trainer.accelerator
         model = trainer.model
-        processor = trainer.processing_class
-        tokenizer = getattr(processor, "tokenizer", processor)
-        was_training, side = model.training, getattr(tokenizer, "padding_side", None)
+        processor = trainer.processing_class  # the scorer pads per call: it stays as it is
+        was_training = model.training
         model.eval()
         try:
             with accelerator.split_between_processes(list(enumerate(self.samples))) as shard:
@@ -241,8 +240,6 @@ class ValidationCallback(TrainerCallback):
                 local = [(i, s) for (i, _), s in zip(shard, scores, strict=True)]
         finally:
             model.train(was_training)
-            if side is not None:
-                tokenizer.padding_side = side  # the scorer pads on the left
         merged = dict(gather_object(local))
         scores = [merged.get(i) for i in range(len(self.samples))]
         metrics = validation_metrics(scores, [m for _, m in self.samples])
