@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from qponder.errors import QponderError
-from qponder.rewards import REWARD_NAMES
+from qponder.rewards import REWARD_NAMES, SCORE_KINDS
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # the shipped recipes, in the package
 
@@ -93,15 +93,21 @@ class ModelConfig:
             raise ConfigError(f"model.dtype: {self.dtype!r} is not auto|float32|bfloat16|float16")
 
 
+# The teachers distillation can ask (qponder.distill builds them) and its two modes:
+# blind (the teacher sees the image alone) and guided (it is also given the MOS).
+TEACHERS: tuple[str, ...] = ("openai", "hf", "synthetic")
+DISTILL_MODES: tuple[str, ...] = ("blind", "guided")
+
+
 @dataclass
 class DistillConfig:
     """Stage 1: teacher distillation into cold-start data."""
 
-    teacher: str = "synthetic"  # openai | hf | synthetic
+    teacher: str = "synthetic"  # one of TEACHERS
     base_url: str | None = None  # openai teacher: the endpoint, e.g. http://host:8000/v1
     model: str | None = None  # openai: served model name; hf: model path
     api_key_env: str = "OPENAI_API_KEY"
-    mode: str = "blind"  # blind | guided
+    mode: str = "blind"  # one of DISTILL_MODES
     tolerance: float = 0.5  # keep when |teacher score - MOS| <= tolerance (1..5 scale)
     samples: int = 1  # blind mode: best of K samples
     concurrency: int = 8
@@ -117,10 +123,10 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.teacher not in {"openai", "hf", "synthetic"}:
-            problems.append(f"distill.teacher: {self.teacher!r} is not openai|hf|synthetic")
-        if self.mode not in {"blind", "guided"}:
-            problems.append(f"distill.mode: {self.mode!r} is not blind|guided")
+        if self.teacher not in TEACHERS:
+            problems.append(f"distill.teacher: {self.teacher!r} is not {'|'.join(TEACHERS)}")
+        if self.mode not in DISTILL_MODES:
+            problems.append(f"distill.mode: {self.mode!r} is not {'|'.join(DISTILL_MODES)}")
         if self.tolerance <= 0:
             problems.append("distill.tolerance must be > 0")
         if self.samples < 1:
@@ -171,15 +177,15 @@ class ValidationConfig:
 class ScoreRewardConfig:
     """Score-accuracy reward (DESIGN §4)."""
 
-    kind: str = "gaussian"  # gaussian | laplace | threshold
+    kind: str = "gaussian"  # one of rewards.SCORE_KINDS: gaussian | laplace | threshold
     sigma: float = 0.5
     b: float = 0.5
     eps: float = 0.35
 
     def __post_init__(self) -> None:
         problems = []
-        if self.kind not in {"gaussian", "laplace", "threshold"}:
-            problems.append(f"grpo.score.kind: {self.kind!r} is not gaussian|laplace|threshold")
+        if self.kind not in SCORE_KINDS:
+            problems.append(f"grpo.score.kind: {self.kind!r} is not {'|'.join(SCORE_KINDS)}")
         problems += [
             f"grpo.score.{name}: must be > 0, got {getattr(self, name)!r}"
             for name in ("sigma", "b", "eps")
@@ -257,6 +263,7 @@ class GRPORunConfig:
             raise ConfigError("; ".join(problems))
 
 
+# The scoring backends of qponder.inference (eval, score, serve).
 BACKENDS: tuple[str, ...] = ("hf", "vllm", "openai")
 
 
@@ -266,7 +273,7 @@ class EvalConfig:
 
     datasets: list[str] = field(default_factory=list)  # NAME:PATH specs
     split: str | None = "test"
-    backend: str = "hf"  # hf | vllm | openai
+    backend: str = "hf"  # one of BACKENDS
     base_url: str | None = None  # backend openai: the endpoint, e.g. http://host:8000/v1
     batch_size: int = 8
     max_new_tokens: int = 512
