@@ -9,6 +9,8 @@ library: every stage is a library function or a ``qponder`` command a user would
 
 Modules, each importing only those above it:
 
+- :mod:`~qponder.demo.config`: the recipe's ``demo`` section (an extension section of
+  :mod:`qponder.config`), which only the demo checks;
 - :mod:`~qponder.demo.paths`: the demo directory's layout and the stage names;
 - :mod:`~qponder.demo.recipe`: the demo's recipe, bound to a directory and recorded there;
 - :mod:`~qponder.demo.memory`: peak memory of the demo and its subprocesses;

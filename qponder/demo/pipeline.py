@@ -18,6 +18,7 @@ from typing import Any
 
 from qponder.config import Recipe
 from qponder.data.synthetic import make_synthetic_dataset
+from qponder.demo.config import demo_settings
 from qponder.demo.memory import PeakMemory
 from qponder.demo.paths import STAGES, DemoPaths
 from qponder.demo.recipe import bind_paths, demo_recipe, write_recipe
@@ -47,7 +48,7 @@ def build_data(recipe: Recipe, paths: DemoPaths) -> None:
     last, exists)."""
     if (paths.data / "synthetic.json").is_file():
         return
-    d = recipe.demo
+    d = demo_settings(recipe)
     try:
         make_synthetic_dataset(
             paths.data, n=d.n_images, seed=d.data_seed, kinds=d.kinds, photo_share=d.photo_share
@@ -60,7 +61,7 @@ def build_model(recipe: Recipe, paths: DemoPaths, progress: bool = False) -> Non
     """Stage 2: the tiny offline Qwen2.5-VL, its vision tower pretrained on the pretext
     task over the training images when ``demo.tiny.pretext_steps`` > 0 (each part skipped
     when ``DIR/tiny`` already has it)."""
-    t = recipe.demo.tiny
+    t = demo_settings(recipe).tiny
     if not (
         (paths.tiny / "model.safetensors").is_file() and (paths.tiny / "config.json").is_file()
     ):
@@ -202,7 +203,7 @@ def run_demo(
         timed("tiny model", build_model, recipe, paths, progress)
         distill_report = timed("distillation", distill, recipe, paths)
         sft = ["qponder_ci", "sft_nocot"]
-        if recipe.demo.parallel_sft:
+        if demo_settings(recipe).parallel_sft:
             timed("SFT (CoT and answer-only, side by side)",
                   train_stages, recipe, paths, sft, 1, progress)  # fmt: skip
         else:

@@ -11,6 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from qponder.config import Recipe
+from qponder.demo.config import demo_settings
 from qponder.demo.paths import STAGE_TITLES, STAGES, TRAINED_STAGES, DemoPaths
 from qponder.demo.supervisor import stage_command
 from qponder.rewards import REWARD_NAMES
@@ -193,7 +194,7 @@ def write_report(paths: DemoPaths, recipe: Recipe, summary: dict[str, Any]) -> P
         "qponder " + " ".join(stage_command(paths, s))
         for s in ("qponder_ci", "sft_nocot", "qponder")
     ]
-    t = recipe.demo.tiny
+    t = demo_settings(recipe).tiny
     if t.pretext_steps > 0:
         commands.insert(
             0,
