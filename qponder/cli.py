@@ -242,7 +242,7 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_model_pretrain_vision(args: argparse.Namespace) -> int:
-    from qponder.models.pretext import dataset_images, pretrain_vision
+    from qponder.demo.pretext import dataset_images, pretrain_vision
 
     images, bad = dataset_images(args.dataset, args.split, args.limit, not args.no_progress)
     result = pretrain_vision(

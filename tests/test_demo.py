@@ -14,8 +14,8 @@ from qponder.config import load_recipe
 from qponder.demo import STAGES
 from qponder.demo.paths import TRAINED_STAGES, DemoPaths
 from qponder.demo.pipeline import consistency_gaps, expected_score_srcc
+from qponder.demo.pretext import pretext_record
 from qponder.demo.supervisor import stage_command, stage_steps
-from qponder.models.pretext import pretext_record
 from qponder.runfiles import read_jsonl
 
 

@@ -1,6 +1,7 @@
 """``qponder demo``: the whole Q-Ponder pipeline offline on one CPU, and proof that each stage helps.
 
-The demo builds the tiny offline Qwen2.5-VL (:mod:`qponder.models.tiny`), renders the
+The demo builds the tiny offline Qwen2.5-VL (:mod:`qponder.models.tiny`), pretrains its
+vision tower on a self-supervised pretext (:mod:`qponder.demo.pretext`), renders the
 synthetic distortion dataset (:mod:`qponder.data.synthetic`), distils cold-start reasoning
 from the synthetic teacher, fine-tunes on it (Q-Ponder-CI) and, for the paper's ablation,
 on the answers alone, trains Q-Ponder-CI with GRPO (Q-Ponder), and evaluates the four models
@@ -15,6 +16,8 @@ Modules, each importing only those above it:
 - :mod:`~qponder.demo.recipe`: the demo's recipe, bound to a directory and recorded there;
 - :mod:`~qponder.demo.memory`: peak memory of the demo and its subprocesses;
 - :mod:`~qponder.demo.targets`: the demo's targets and their check;
+- :mod:`~qponder.demo.pretext`: the vision tower's pretext task (``qponder model
+  pretrain-vision``);
 - :mod:`~qponder.demo.supervisor`: the training stages as supervised subprocesses;
 - :mod:`~qponder.demo.report`: ``report.md`` and its figures;
 - :mod:`~qponder.demo.pipeline`: the stages in order, the summary (:func:`run_demo`).

@@ -29,7 +29,7 @@ class TinyModelConfig:
     vocab_size: int = 1024
     seed: int = 0
     # perception pretraining of the vision tower on the training images' low-level
-    # statistics (qponder.models.pretext; no MOS); 0 steps = a random encoder
+    # statistics (qponder.demo.pretext; no MOS); 0 steps = a random encoder
     pretext_steps: int = 0
     pretext_learning_rate: float = 1e-3
     pretext_batch_size: int = 32

@@ -21,6 +21,7 @@ from qponder.data.synthetic import make_synthetic_dataset
 from qponder.demo.config import demo_settings
 from qponder.demo.memory import PeakMemory
 from qponder.demo.paths import STAGES, DemoPaths
+from qponder.demo.pretext import dataset_images, pretext_record, pretrain_vision
 from qponder.demo.recipe import bind_paths, demo_recipe, write_recipe
 from qponder.demo.report import write_report
 from qponder.demo.supervisor import train_stages
@@ -30,7 +31,6 @@ from qponder.errors import QponderError
 from qponder.evaluation.metrics import srcc
 from qponder.evaluation.runner import run_eval
 from qponder.models.judge import HFJudge, Judge
-from qponder.models.pretext import dataset_images, pretext_record, pretrain_vision
 from qponder.models.tiny import build_tiny_model
 from qponder.prompts import load_prompts
 from qponder.runfiles import read_jsonl, write_json_atomic

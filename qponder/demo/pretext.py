@@ -183,6 +183,79 @@ def _save_weights(model: Any, model_dir: Path) -> None:
     tmp.rmdir()
 
 
+def _check_inputs(model_dir: str | os.PathLike, images: Sequence[Any], steps: int) -> Path:
+    """Refuse what cannot be pretrained, before the model loads; returns the folder."""
+    if len(images) < 2:
+        raise QponderError(f"pretrain_vision: needs at least 2 images, got {len(images)}")
+    if steps < 1:
+        raise QponderError(f"pretrain_vision: steps must be >= 1, got {steps}")
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise QponderError(f"pretrain_vision: {model_dir} is not a model folder (no config.json)")
+    return model_dir
+
+
+def _load_tower(model_dir: Path) -> tuple[Any, Any, Any]:
+    """The model (in float32, for training), its vision tower and its image processor."""
+    from qponder.config import ModelConfig
+    from qponder.models import load_model
+
+    model, processor = load_model(model_dir, ModelConfig(dtype="float32"), for_training=True)
+    vis = _visual(model)
+    image_processor = getattr(processor, "image_processor", None)
+    if image_processor is None:
+        raise QponderError(f"pretrain_vision: {model_dir} has no image processor")
+    return model, vis, image_processor
+
+
+def _train_tower(
+    model: Any,
+    vis: Any,
+    image_processor: Any,
+    images: Sequence[Any],
+    targets: Any,
+    *,
+    steps: int,
+    learning_rate: float,
+    batch: int,
+    rng: random.Random,
+    progress: bool,
+) -> list[float]:
+    """The pretext's optimisation: the tower and a throw-away linear head regress
+    ``targets`` from the mean of each image's visual tokens; returns the loss per step."""
+    import torch
+    from tqdm.auto import tqdm
+
+    # the projector maps the visual tokens into the language model's width
+    head = torch.nn.Linear(model.config.get_text_config().hidden_size, targets.shape[1])
+    params = [*vis.parameters(), *head.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    optimiser = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: warmup_cosine(step, steps))
+    vis.train()
+    losses: list[float] = []
+    bar = tqdm(range(steps), desc="vision pretext", disable=not progress, unit="step")
+    for _ in bar:
+        idx = rng.sample(range(len(images)), batch)
+        enc = image_processor(images=[images[i] for i in idx], return_tensors="pt")
+        out = vis(enc["pixel_values"], grid_thw=enc["image_grid_thw"])
+        out = getattr(out, "pooler_output", out)  # transformers 5 returns a model output
+        tokens = enc["image_grid_thw"].prod(-1) // (getattr(vis, "spatial_merge_size", 2) ** 2)
+        pooled = torch.stack([t.mean(0) for t in torch.split(out, tokens.tolist())])
+        loss = torch.nn.functional.mse_loss(head(pooled), targets[idx])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        losses.append(round(float(loss.detach()), 5))
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    vis.eval()
+    return losses
+
+
 def pretrain_vision(
     model_dir: str | os.PathLike,
     images: Sequence[Any],
@@ -219,57 +292,19 @@ def pretrain_vision(
             no Qwen-VL vision tower.
     """
     import torch
-    from tqdm.auto import tqdm
 
-    from qponder.config import ModelConfig
-    from qponder.models import load_model
-
-    if len(images) < 2:
-        raise QponderError(f"pretrain_vision: needs at least 2 images, got {len(images)}")
-    if steps < 1:
-        raise QponderError(f"pretrain_vision: steps must be >= 1, got {steps}")
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise QponderError(f"pretrain_vision: {model_dir} is not a model folder (no config.json)")
+    model_dir = _check_inputs(model_dir, images, steps)
     start = time.monotonic()
+    # seeded before the model loads: the head is drawn from the same generator afterwards
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    model, processor = load_model(model_dir, ModelConfig(dtype="float32"), for_training=True)
-    vis = _visual(model)
-    image_processor = getattr(processor, "image_processor", None)
-    if image_processor is None:
-        raise QponderError(f"pretrain_vision: {model_dir} has no image processor")
-
+    model, vis, image_processor = _load_tower(model_dir)
     stats = np.stack([image_statistics(im) for im in images])
     targets = torch.tensor((stats - stats.mean(0)) / (stats.std(0) + 1e-6))
     batch = min(batch_size, len(images))
-    # the projector maps the visual tokens into the language model's width
-    head = torch.nn.Linear(model.config.get_text_config().hidden_size, targets.shape[1])
-    params = [*vis.parameters(), *head.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
-    optimiser = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: warmup_cosine(step, steps))
-    vis.train()
-    losses: list[float] = []
-    bar = tqdm(range(steps), desc="vision pretext", disable=not progress, unit="step")
-    for _ in bar:
-        idx = rng.sample(range(len(images)), batch)
-        enc = image_processor(images=[images[i] for i in idx], return_tensors="pt")
-        out = vis(enc["pixel_values"], grid_thw=enc["image_grid_thw"])
-        out = getattr(out, "pooler_output", out)  # transformers 5 returns a model output
-        tokens = enc["image_grid_thw"].prod(-1) // (getattr(vis, "spatial_merge_size", 2) ** 2)
-        pooled = torch.stack([t.mean(0) for t in torch.split(out, tokens.tolist())])
-        loss = torch.nn.functional.mse_loss(head(pooled), targets[idx])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        losses.append(round(float(loss.detach()), 5))
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    vis.eval()
+    losses = _train_tower(model, vis, image_processor, images, targets, steps=steps,
+                          learning_rate=learning_rate, batch=batch, rng=rng,
+                          progress=progress)  # fmt: skip
     _save_weights(model, model_dir)
     tenth = max(1, steps // 10)
     result = PretextResult(
