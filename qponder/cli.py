@@ -391,25 +391,7 @@ def _add_sft(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--no-cot", action="store_true", help="train on the answer alone (ablation)")
-    _add_threads_file_arg(p)
     p.set_defaults(func=_cmd_sft)
-
-
-def _add_threads_file_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--threads-file",
-        metavar="PATH",
-        help="follow the CPU thread count written in PATH, re-read before each step "
-        "(a supervisor such as qponder demo hands freed cores on this way)",
-    )
-
-
-def _training_callbacks(args: argparse.Namespace) -> list:
-    if not args.threads_file:
-        return []
-    from qponder.train.callbacks import ThreadsFileCallback
-
-    return [ThreadsFileCallback(args.threads_file)]
 
 
 def _cmd_sft(args: argparse.Namespace) -> int:
@@ -421,7 +403,7 @@ def _cmd_sft(args: argparse.Namespace) -> int:
         "sft.trl.max_steps": args.max_steps,
     }
     recipe = _load_recipe(args, flags)
-    final = run(recipe, data=args.data, out=args.out, callbacks=_training_callbacks(args))
+    final = run(recipe, data=args.data, out=args.out)
     _print_main_process(f"final checkpoint: {final}")
     return 0
 
@@ -450,7 +432,6 @@ def _add_grpo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="initial policy (usually the SFT run's final/)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--max-steps", type=int)
-    _add_threads_file_arg(p)
     p.set_defaults(func=_cmd_grpo)
 
 
@@ -458,13 +439,7 @@ def _cmd_grpo(args: argparse.Namespace) -> int:
     from qponder.train.grpo import run
 
     recipe = _load_recipe(args, {"model.path": args.model, "grpo.trl.max_steps": args.max_steps})
-    final = run(
-        recipe,
-        dataset=args.dataset,
-        split=args.split,
-        out=args.out,
-        callbacks=_training_callbacks(args),
-    )
+    final = run(recipe, dataset=args.dataset, split=args.split, out=args.out)
     _print_main_process(f"final checkpoint: {final}")
     return 0
 

@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from qponder.cli import _training_callbacks, build_parser, main
-from qponder.train.callbacks import ThreadsFileCallback
+from qponder.cli import main
 
 RECIPE = """
 model: {max_pixels: 12544}
@@ -137,14 +136,12 @@ def test_verbose_shows_the_traceback_for_bug_reports(capsys):
     assert "Traceback" in err and "grpo.score.sigma" in err
 
 
-def test_threads_file_flag_is_the_only_way_training_follows_a_threads_file(tmp_path):
-    args = build_parser().parse_args(["sft", "--data", "d", "--out", "o"])
-    assert _training_callbacks(args) == []
-    args = build_parser().parse_args(
-        ["grpo", "--dataset", "x:y", "--out", "o", "--threads-file", str(tmp_path / "t")]
-    )
-    (cb,) = _training_callbacks(args)
-    assert isinstance(cb, ThreadsFileCallback) and cb.path == tmp_path / "t"
+@pytest.mark.parametrize("command", [["sft", "--data", "d"], ["grpo", "--dataset", "x:y"]])
+def test_training_commands_know_nothing_of_thread_files(command, capsys, captured):
+    # the demo's supervisor hands cores on through its own worker (tests/test_demo_worker.py)
+    assert main([*command, "--out", "o", "--model", "m", "--threads-file", "t"]) == 2
+    assert "unrecognized arguments: --threads-file t" in _one_line_error(capsys)
+    assert "recipe" not in captured
 
 
 def test_env_prints_json(capsys):

@@ -174,6 +174,10 @@ def format_report(summary: dict[str, Any], titles: dict[str, str], commands: lis
         "",
         "## How each training stage was run",
         "",
+        "The demo ran each training command through `python -m qponder.demo.worker`, which "
+        "adds `--threads-file DIR/logs/<stage>.threads` (the cores a finished run frees go to "
+        "the runs still training) and otherwise trains as the command does.",
+        "",
         "```",
         *commands,
         "```",
