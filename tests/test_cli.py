@@ -3,11 +3,12 @@ flags), and every user mistake a one-line error naming the key, exit code 2."""
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
 
-from qponder.cli import main
+from qponder.cli import build_compare_parser, build_parser, main
 
 RECIPE = """
 model: {max_pixels: 12544}
@@ -185,3 +186,100 @@ def test_a_run_that_fails_on_its_own_exits_1_on_one_line(monkeypatch, capsys):
     monkeypatch.setattr("qponder.train.sft.run", failing)
     assert main(["sft", "--data", "d", "--out", "o", "--model", "m"]) == 1
     assert "see runs/demo/logs/qponder.log" in _one_line_error(capsys)
+
+
+# --------------------------------------------------------------------------- no abbreviations
+
+
+def _parsers(parser):
+    """``parser`` and every sub-parser under it."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+def test_a_flag_is_never_read_as_the_longer_flag_it_begins(capsys, captured):
+    # issue 23: argparse's prefix matching read --mode as --model, so this scored with a
+    # model called "fast" (the later value won)
+    argv = ["score", "a.png", "--model", "runs/x", "--out", "o.jsonl"]
+    assert main([*argv, "--mode", "fast"]) == 2
+    line = _one_line_error(capsys)
+    assert line.startswith("qponder score: error:") and "unrecognized arguments: --mode" in line
+    assert main([*argv, "--mod", "x"]) == 2
+    assert "unrecognized arguments: --mod x" in _one_line_error(capsys)
+    assert main(["score", "a.png", "--mod", "x", "--out", "o.jsonl"]) == 2
+    assert "required: --model" in _one_line_error(capsys)  # --mod was not taken for --model
+    assert "eval" not in captured  # nothing was scored
+
+
+def test_no_parser_accepts_abbreviated_flags():
+    parsers = [*_parsers(build_parser()), build_compare_parser()]
+    assert len(parsers) >= 16  # qponder, 10 commands, data's 3, model's 2, eval compare
+    assert [p.prog for p in parsers if p.allow_abbrev] == []
+
+
+# --------------------------------------------------------------------------- the flag table
+
+
+def _has_key(recipe, key: str) -> bool:
+    node = recipe
+    for part in key.split("."):
+        if isinstance(node, dict):  # TRL's options: load_recipe checks them against TRL
+            return True
+        if not hasattr(node, part):
+            return False
+        node = getattr(node, part)
+    return True
+
+
+def test_every_recipe_flag_sets_a_key_of_the_recipe_and_defaults_to_not_given():
+    from qponder.cli.flags import RECIPE_FLAGS
+    from qponder.config import Recipe
+
+    assert [f.key for f in RECIPE_FLAGS if not _has_key(Recipe(), f.key)] == []
+    for parser in _parsers(build_parser()):
+        for f in parser.get_default("recipe_flags") or ():
+            assert parser.get_default(f.dest) is None, (parser.prog, f.flag)
+
+
+def test_flag_choices_are_the_configs_own_lists():
+    from qponder import config
+    from qponder.cli.flags import recipe_flag
+
+    assert recipe_flag("eval.backend").choices is config.BACKENDS
+    assert recipe_flag("distill.teacher").choices is config.TEACHERS
+    assert recipe_flag("distill.mode").choices is config.DISTILL_MODES
+
+
+@pytest.fixture
+def served(monkeypatch):
+    """Replace the server; record its settings."""
+    seen: dict = {}
+
+    def fake_run_server(load_scorer, settings, access_log=True, **kwargs):
+        seen["settings"], seen["access_log"] = settings, access_log
+
+    monkeypatch.setattr("qponder.serve.run_server", fake_run_server)
+    return seen
+
+
+def test_serve_takes_its_settings_from_the_recipe_and_its_flags_only_when_given(tmp_path, served):
+    recipe = tmp_path / "serve.yaml"
+    recipe.write_text(
+        "serve: {host: 0.0.0.0, port: 9001, max_queue: 7, access_log: false}\n"
+        "eval: {batch_size: 3, samples: 2}\n"
+    )
+    assert main(["serve", "--model", "m", "--config", str(recipe)]) == 0
+    s = served["settings"]
+    assert (s.host, s.port, s.max_queue, s.max_batch, s.samples) == ("0.0.0.0", 9001, 7, 3, 2)
+    assert served["access_log"] is False
+    flags = ["--port", "9002", "--max-batch", "5", "--max-body-mb", "1.5", "--max-wait-ms", "4"]
+    assert main(["serve", "--model", "m", "--config", str(recipe), *flags]) == 0
+    s = served["settings"]
+    assert (s.host, s.port, s.max_batch, s.max_wait_ms) == ("0.0.0.0", 9002, 5, 4.0)
+    assert s.max_body_bytes == int(1.5 * 1024 * 1024)
+    assert main(["serve", "--model", "m", "--no-access-log", "--max-images", "9"]) == 0
+    assert served["access_log"] is False and served["settings"].max_images == 9
+    assert served["settings"].host == "127.0.0.1"  # loopback unless asked otherwise

@@ -29,7 +29,7 @@ def test_each_training_command_is_one_the_cli_accepts_and_its_worker_follows_a_t
     args = build_parser().parse_args(stage_command(paths, stage))
     assert args.command == ("grpo" if stage == "qponder" else "sft")
     assert args.out == str(paths.run(stage))
-    if stage != "qponder":
-        assert args.no_cot == (stage == "sft_nocot")
+    if stage != "qponder":  # a recipe flag: None when not given, never overriding the recipe
+        assert args.no_cot is (True if stage == "sft_nocot" else None)
     worker = worker_parser().parse_args(worker_command(paths, stage)[3:])
     assert worker.threads_file == str(paths.threads(stage))

@@ -284,8 +284,12 @@ def test_the_page_is_served(server):
 
 
 def test_serve_binds_to_loopback_by_default():
+    from qponder.cli.flags import load_command_recipe
+    from qponder.cli.serve import serve_settings
+
     args = build_parser().parse_args(["serve", "--model", "m"])
-    assert args.host == "127.0.0.1" and args.port == 8000
+    settings = serve_settings(load_command_recipe(args), "m")  # serve.host, serve.port
+    assert settings.host == "127.0.0.1" and settings.port == 8000
 
 
 def test_a_taken_port_is_one_line_exit_2(tmp_path, capsys):

@@ -95,8 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", required=True, help="the demo's recipe.yaml")
         p.add_argument("--model", required=True, help="the model to train from (model.path)")
         p.add_argument("--out", required=True, help="run directory")
-        p.add_argument("--threads-file", required=True, metavar="PATH",
-                       help="follow the CPU thread count written in PATH")  # fmt: skip
+        p.add_argument(
+            "--threads-file",
+            required=True,
+            metavar="PATH",
+            help="follow the CPU thread count written in PATH",
+        )
     return parser
 
 
