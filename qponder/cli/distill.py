@@ -10,6 +10,7 @@ import sys
 
 from qponder.cli.common import CLIError, add_run_args, at_least
 from qponder.cli.flags import add_recipe_flags, load_command_recipe
+from qponder.config import Recipe
 
 
 def make_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_batch(args: argparse.Namespace, recipe: object) -> int:
+def _run_batch(args: argparse.Namespace, recipe: Recipe) -> int:
     from qponder.distill.batch import export_batch, import_batch
 
     common = {"split": args.split, "out": args.out, "limit": args.limit}

@@ -5,10 +5,14 @@ listens, what it refuses) and ``eval`` section (how it scores)."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING
 
 from qponder.cli.common import add_run_args
 from qponder.cli.flags import add_recipe_flags, load_command_recipe
+
+if TYPE_CHECKING:  # the server's modules load only when it runs
+    from qponder.config import Recipe
+    from qponder.serve import ServeSettings
 
 
 def make_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -41,7 +45,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
     return p
 
 
-def serve_settings(recipe: Any, model: str) -> Any:
+def serve_settings(recipe: Recipe, model: str) -> ServeSettings:
     """The server's :class:`qponder.serve.ServeSettings`: where it listens and what it
     refuses from ``recipe.serve``, how it batches and samples from ``recipe.eval``.
 
