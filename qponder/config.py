@@ -3,10 +3,10 @@
 A recipe has one section per stage (``model``, ``prompts``, ``distill``, ``sft``, ``grpo``,
 ``eval``, ``serve``). Each section is a dataclass; TRL's own options live in the ``trl``
 mapping of the ``sft``/``grpo`` sections and are checked against
-``trl.SFTConfig``/``trl.GRPOConfig`` without building them. A client of the library may own
-a section of its own (:data:`EXTENSION_SECTIONS`: ``demo``, for ``qponder demo``): every
-command accepts it, and its owner validates it. A key that belongs to TRL may also be written directly in the
-section (``--set grpo.num_generations=8``): it is routed to ``trl``.
+``trl.SFTConfig``/``trl.GRPOConfig`` without building them. A key that belongs to TRL may
+also be written directly in the section (``--set grpo.num_generations=8``): it is routed to
+``trl``. A client of the library may own a section of its own (:data:`EXTENSION_SECTIONS`:
+``demo``, for ``qponder demo``): every command accepts it, and its owner validates it.
 
 Every problem in a recipe is collected and reported at once, each with its dotted key.
 """
