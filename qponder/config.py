@@ -1,10 +1,12 @@
 """Typed run configuration: one YAML recipe per run, any key overridable from the command line.
 
 A recipe has one section per stage (``model``, ``prompts``, ``distill``, ``sft``, ``grpo``,
-``eval``, ``serve``, and ``demo`` for ``qponder demo``). Each section is a dataclass; TRL's own options live in the ``trl`` mapping of the
-``sft``/``grpo`` sections and are checked against ``trl.SFTConfig``/``trl.GRPOConfig``
-without building them. A key that belongs to TRL may also be written directly in the
-section (``--set grpo.num_generations=8``): it is routed to ``trl``.
+``eval``, ``serve``). Each section is a dataclass; TRL's own options live in the ``trl``
+mapping of the ``sft``/``grpo`` sections and are checked against
+``trl.SFTConfig``/``trl.GRPOConfig`` without building them. A key that belongs to TRL may
+also be written directly in the section (``--set grpo.num_generations=8``): it is routed to
+``trl``. A client of the library may own a section of its own (:data:`EXTENSION_SECTIONS`:
+``demo``, for ``qponder demo``): every command accepts it, and its owner validates it.
 
 Every problem in a recipe is collected and reported at once, each with its dotted key.
 """
@@ -17,6 +19,7 @@ import os
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ from typing import Any
 import yaml
 
 from qponder.errors import QponderError
-from qponder.rewards import REWARD_NAMES
+from qponder.rewards import REWARD_NAMES, SCORE_KINDS
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # the shipped recipes, in the package
 
@@ -106,15 +109,21 @@ class ModelConfig:
             raise ConfigError(f"model.dtype: {self.dtype!r} is not auto|float32|bfloat16|float16")
 
 
+# The teachers distillation can ask (qponder.distill builds them) and its two modes:
+# blind (the teacher sees the image alone) and guided (it is also given the MOS).
+TEACHERS: tuple[str, ...] = ("openai", "hf", "synthetic")
+DISTILL_MODES: tuple[str, ...] = ("blind", "guided")
+
+
 @dataclass
 class DistillConfig:
     """Stage 1: teacher distillation into cold-start data."""
 
-    teacher: str = "synthetic"  # openai | hf | synthetic
+    teacher: str = "synthetic"  # one of TEACHERS
     base_url: str | None = None  # openai teacher: the endpoint, e.g. http://host:8000/v1
     model: str | None = None  # openai: served model name; hf: model path
     api_key_env: str = "OPENAI_API_KEY"
-    mode: str = "blind"  # blind | guided
+    mode: str = "blind"  # one of DISTILL_MODES
     tolerance: float = 0.5  # keep when |teacher score - MOS| <= tolerance (1..5 scale)
     samples: int = 1  # blind mode: best of K samples
     concurrency: int = 8
@@ -130,10 +139,10 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.teacher not in {"openai", "hf", "synthetic"}:
-            problems.append(f"distill.teacher: {self.teacher!r} is not openai|hf|synthetic")
-        if self.mode not in {"blind", "guided"}:
-            problems.append(f"distill.mode: {self.mode!r} is not blind|guided")
+        if self.teacher not in TEACHERS:
+            problems.append(f"distill.teacher: {self.teacher!r} is not {'|'.join(TEACHERS)}")
+        if self.mode not in DISTILL_MODES:
+            problems.append(f"distill.mode: {self.mode!r} is not {'|'.join(DISTILL_MODES)}")
         if self.tolerance <= 0:
             problems.append("distill.tolerance must be > 0")
         if self.samples < 1:
@@ -184,15 +193,15 @@ class ValidationConfig:
 class ScoreRewardConfig:
     """Score-accuracy reward (DESIGN §4)."""
 
-    kind: str = "gaussian"  # gaussian | laplace | threshold
+    kind: str = "gaussian"  # one of rewards.SCORE_KINDS: gaussian | laplace | threshold
     sigma: float = 0.5
     b: float = 0.5
     eps: float = 0.35
 
     def __post_init__(self) -> None:
         problems = []
-        if self.kind not in {"gaussian", "laplace", "threshold"}:
-            problems.append(f"grpo.score.kind: {self.kind!r} is not gaussian|laplace|threshold")
+        if self.kind not in SCORE_KINDS:
+            problems.append(f"grpo.score.kind: {self.kind!r} is not {'|'.join(SCORE_KINDS)}")
         problems += [
             f"grpo.score.{name}: must be > 0, got {getattr(self, name)!r}"
             for name in ("sigma", "b", "eps")
@@ -270,6 +279,7 @@ class GRPORunConfig:
             raise ConfigError("; ".join(problems))
 
 
+# The scoring backends of qponder.inference (eval, score, serve).
 BACKENDS: tuple[str, ...] = ("hf", "vllm", "openai")
 
 
@@ -279,7 +289,7 @@ class EvalConfig:
 
     datasets: list[str] = field(default_factory=list)  # NAME:PATH specs
     split: str | None = "test"
-    backend: str = "hf"  # hf | vllm | openai
+    backend: str = "hf"  # one of BACKENDS
     base_url: str | None = None  # backend openai: the endpoint, e.g. http://host:8000/v1
     batch_size: int = 8
     max_new_tokens: int = 512
@@ -354,48 +364,12 @@ class ServeConfig:
             raise ConfigError("; ".join(problems))
 
 
-@dataclass
-class TinyModelConfig:
-    """Sizes of the tiny offline Qwen2.5-VL (:func:`qponder.models.tiny.build_tiny_model`)."""
-
-    hidden_size: int = 64
-    num_layers: int = 2
-    num_heads: int = 4
-    vision_hidden_size: int = 32
-    vision_depth: int = 2
-    vision_heads: int = 2
-    vocab_size: int = 1024
-    seed: int = 0
-    # perception pretraining of the vision tower on the training images' low-level
-    # statistics (qponder.models.pretext; no MOS); 0 steps = a random encoder
-    pretext_steps: int = 0
-    pretext_learning_rate: float = 1e-3
-    pretext_batch_size: int = 32
-
-
-@dataclass
-class DemoConfig:
-    """``qponder demo``: the data and model it builds, and how it runs the stages."""
-
-    n_images: int = 1000  # synthetic images (70 % train, 10 % val, 20 % test)
-    data_seed: int = 0
-    kinds: list[str] | None = None  # distortion kinds of the synthetic data; None = all
-    photo_share: float = 0.35  # photograph crops among the contents; 0 = procedural only
-    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
-    eval_limit: int | None = None  # test images scored per stage; None = the whole split
-    parallel_sft: bool = True  # train the CoT and answer-only SFT side by side, a core each
-    quick: list[str] = field(default_factory=list)  # --set overrides applied by --quick
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.n_images < 20:
-            problems.append("demo.n_images must be >= 20")
-        if not 0.0 <= self.photo_share <= 1.0:
-            problems.append("demo.photo_share must lie in [0, 1]")
-        if self.eval_limit is not None and self.eval_limit < 3:
-            problems.append("demo.eval_limit must be >= 3 (SRCC needs three images), or null")
-        if problems:
-            raise ConfigError("; ".join(problems))
+# The extension point: top-level sections owned by a client of the library rather than by a
+# stage. Every command accepts them, kept as plain data in ``Recipe.extensions``, so that a
+# recipe written for that client (the shipped tiny-demo) runs every other command too; the
+# owner passes its schema to ``load_recipe(sections=...)`` to have it validated. Any other
+# unknown top-level section is an error.
+EXTENSION_SECTIONS: tuple[str, ...] = ("demo",)  # demo: qponder.demo.config.DemoConfig
 
 
 @dataclass
@@ -409,7 +383,9 @@ class Recipe:
     grpo: GRPORunConfig = field(default_factory=GRPORunConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
-    demo: DemoConfig = field(default_factory=DemoConfig)
+    # the EXTENSION_SECTIONS the recipe has: name -> plain mapping, or its owner's dataclass
+    # when load_recipe was given the schema; written back as top-level sections
+    extensions: dict[str, Any] = field(default_factory=dict, metadata={"from_yaml": False})
     seed: int = 42
 
 
@@ -593,10 +569,13 @@ def build_dataclass(
     data = dict(data or {})
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
-    names = {f.name for f in dataclasses.fields(cls)}
+    # a field marked from_yaml=False (Recipe.extensions) is filled by the loader, not a key
+    fields = [f for f in dataclasses.fields(cls) if f.metadata.get("from_yaml", True)]
+    names = {f.name for f in fields}
+    known = sorted(names | set(EXTENSION_SECTIONS)) if cls is Recipe else sorted(names)
     for key in sorted(set(data) - names):
-        problems.append(f"{prefix}{key}: unknown key; known: {sorted(names)}")
-    for f in dataclasses.fields(cls):
+        problems.append(f"{prefix}{key}: unknown key; known: {known}")
+    for f in fields:
         if f.name not in data:
             continue
         value, tp = data[f.name], hints[f.name]
@@ -628,10 +607,32 @@ def resolve_recipe_path(name: str | os.PathLike) -> Path:
     raise ConfigError(f"recipe {str(name)!r} not found (neither a file nor in {CONFIG_DIR})")
 
 
+def _build_extensions(
+    data: dict[str, Any], sections: Mapping[str, type], problems: list[str]
+) -> dict[str, Any]:
+    """Take the :data:`EXTENSION_SECTIONS` out of ``data``: each as plain data, or built into
+    the dataclass ``sections`` gives for it (defaults when the recipe lacks it)."""
+    unknown = sorted(set(sections) - set(EXTENSION_SECTIONS))
+    if unknown:  # a programming error, not a user's: name the extension point to extend
+        raise ValueError(f"{unknown}: not in config.EXTENSION_SECTIONS {EXTENSION_SECTIONS}")
+    out: dict[str, Any] = {}
+    for name in EXTENSION_SECTIONS:
+        if name not in data and name not in sections:
+            continue
+        value = data.pop(name, {})
+        if not isinstance(value, dict):
+            problems.append(f"{name}: expected a mapping, got {value!r}")
+            value = {}
+        cls = sections.get(name)
+        out[name] = build_dataclass(cls, value, f"{name}.", problems) if cls else value
+    return out
+
+
 def load_recipe(
     path: str | os.PathLike | None = None,
     overrides: list[str] | None = None,
     flags: dict[str, Any] | None = None,
+    sections: Mapping[str, type] | None = None,
 ) -> Recipe:
     """Load a YAML recipe (or the defaults when ``path`` is None), apply overrides and
     command-line flags, and validate the result. The one path from user input to a recipe.
@@ -643,6 +644,9 @@ def load_recipe(
         overrides: ``key.path=value`` strings, as given to ``--set``.
         flags: Dotted key -> typed value, from a command's own flags (``--model`` ->
             ``model.path``); ``None`` values are left out.
+        sections: Schemas of :data:`EXTENSION_SECTIONS` the caller owns, e.g.
+            ``{"demo": DemoConfig}``: checked with the rest, in the same error, and kept
+            built in ``recipe.extensions``. The sections without one are kept as plain data.
 
     Returns:
         The validated :class:`Recipe`.
@@ -667,12 +671,23 @@ def load_recipe(
     _route_trl_keys(data, problems)
     _check_trl_numbers(data, problems)
     _check_prompts(data, problems)
+    section_problems: list[str] = []  # reported after the core sections', as in the file
+    extensions = _build_extensions(data, sections or {}, section_problems)
     recipe = build_dataclass(Recipe, data, "", problems)
+    problems += section_problems
     if problems:
         raise ConfigError(f"invalid recipe ({source}): " + "; ".join(problems))
+    recipe.extensions = extensions
     return recipe
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
-    """Return the recipe as plain data (for run_config.yaml)."""
-    return dataclasses.asdict(recipe)
+    """Return the recipe as plain data (for run_config.yaml), in the layout of a recipe file:
+    the extension sections as top-level sections, so that the result loads again."""
+    out: dict[str, Any] = {}
+    for key, value in dataclasses.asdict(recipe).items():
+        if key == "extensions":
+            out.update(value)
+        else:
+            out[key] = value
+    return out

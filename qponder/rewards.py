@@ -59,20 +59,25 @@ def threshold_score(score: float, target: float, eps: float) -> float:
     return 1.0 if abs(score - target) < eps else 0.0
 
 
+# The one list of score-reward kinds: kind -> (kernel, the name of its width parameter).
+# config.ScoreRewardConfig validates grpo.score.kind against SCORE_KINDS.
+_KERNELS: dict[str, tuple[Callable[[float, float, float], float], str]] = {
+    "gaussian": (gaussian_score, "sigma"),
+    "laplace": (laplace_score, "b"),
+    "threshold": (threshold_score, "eps"),
+}
+SCORE_KINDS: tuple[str, ...] = tuple(_KERNELS)
+
+
 def _accuracy(kind: str, sigma: float, b: float, eps: float) -> Callable[[float, float], float]:
-    if kind == "gaussian":
-        if sigma <= 0:
-            raise ValueError("score reward: sigma must be > 0")
-        return lambda s, t: gaussian_score(s, t, sigma)
-    if kind == "laplace":
-        if b <= 0:
-            raise ValueError("score reward: b must be > 0")
-        return lambda s, t: laplace_score(s, t, b)
-    if kind == "threshold":
-        if eps <= 0:
-            raise ValueError("score reward: eps must be > 0")
-        return lambda s, t: threshold_score(s, t, eps)
-    raise ValueError(f"score reward: unknown kind {kind!r}; use gaussian, laplace or threshold")
+    if kind not in _KERNELS:
+        known = f"{', '.join(SCORE_KINDS[:-1])} or {SCORE_KINDS[-1]}"
+        raise ValueError(f"score reward: unknown kind {kind!r}; use {known}")
+    kernel, width_name = _KERNELS[kind]
+    width = {"sigma": sigma, "b": b, "eps": eps}[width_name]
+    if width <= 0:
+        raise ValueError(f"score reward: {width_name} must be > 0")
+    return lambda s, t: kernel(s, t, width)
 
 
 def score_reward(

@@ -3,12 +3,12 @@ flags), and every user mistake a one-line error naming the key, exit code 2."""
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
 
-from qponder.cli import _training_callbacks, build_parser, main
-from qponder.train.callbacks import ThreadsFileCallback
+from qponder.cli import build_compare_parser, build_parser, main
 
 RECIPE = """
 model: {max_pixels: 12544}
@@ -137,14 +137,12 @@ def test_verbose_shows_the_traceback_for_bug_reports(capsys):
     assert "Traceback" in err and "grpo.score.sigma" in err
 
 
-def test_threads_file_flag_is_the_only_way_training_follows_a_threads_file(tmp_path):
-    args = build_parser().parse_args(["sft", "--data", "d", "--out", "o"])
-    assert _training_callbacks(args) == []
-    args = build_parser().parse_args(
-        ["grpo", "--dataset", "x:y", "--out", "o", "--threads-file", str(tmp_path / "t")]
-    )
-    (cb,) = _training_callbacks(args)
-    assert isinstance(cb, ThreadsFileCallback) and cb.path == tmp_path / "t"
+@pytest.mark.parametrize("command", [["sft", "--data", "d"], ["grpo", "--dataset", "x:y"]])
+def test_training_commands_know_nothing_of_thread_files(command, capsys, captured):
+    # the demo's supervisor hands cores on through its own worker (tests/test_demo_worker.py)
+    assert main([*command, "--out", "o", "--model", "m", "--threads-file", "t"]) == 2
+    assert "unrecognized arguments: --threads-file t" in _one_line_error(capsys)
+    assert "recipe" not in captured
 
 
 def test_env_prints_json(capsys):
@@ -188,3 +186,68 @@ def test_a_run_that_fails_on_its_own_exits_1_on_one_line(monkeypatch, capsys):
     monkeypatch.setattr("qponder.train.sft.run", failing)
     assert main(["sft", "--data", "d", "--out", "o", "--model", "m"]) == 1
     assert "see runs/demo/logs/qponder.log" in _one_line_error(capsys)
+
+
+# --------------------------------------------------------------------------- no abbreviations
+
+
+def _parsers(parser):
+    """``parser`` and every sub-parser under it."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+def test_a_flag_is_never_read_as_the_longer_flag_it_begins(capsys, captured):
+    # issue 23: argparse's prefix matching read --mode as --model, so this scored with a
+    # model called "fast" (the later value won)
+    argv = ["score", "a.png", "--model", "runs/x", "--out", "o.jsonl"]
+    assert main([*argv, "--mode", "fast"]) == 2
+    line = _one_line_error(capsys)
+    assert line.startswith("qponder score: error:") and "unrecognized arguments: --mode" in line
+    assert main([*argv, "--mod", "x"]) == 2
+    assert "unrecognized arguments: --mod x" in _one_line_error(capsys)
+    assert main(["score", "a.png", "--mod", "x", "--out", "o.jsonl"]) == 2
+    assert "required: --model" in _one_line_error(capsys)  # --mod was not taken for --model
+    assert "eval" not in captured  # nothing was scored
+
+
+def test_no_parser_accepts_abbreviated_flags():
+    parsers = [*_parsers(build_parser()), build_compare_parser()]
+    assert len(parsers) >= 16  # qponder, 10 commands, data's 3, model's 2, eval compare
+    assert [p.prog for p in parsers if p.allow_abbrev] == []
+
+
+# --------------------------------------------------------------------------- the flag table
+
+
+def _has_key(recipe, key: str) -> bool:
+    node = recipe
+    for part in key.split("."):
+        if isinstance(node, dict):  # TRL's options: load_recipe checks them against TRL
+            return True
+        if not hasattr(node, part):
+            return False
+        node = getattr(node, part)
+    return True
+
+
+def test_every_recipe_flag_sets_a_key_of_the_recipe_and_defaults_to_not_given():
+    from qponder.cli.flags import RECIPE_FLAGS
+    from qponder.config import Recipe
+
+    assert [f.key for f in RECIPE_FLAGS if not _has_key(Recipe(), f.key)] == []
+    for parser in _parsers(build_parser()):
+        for f in parser.get_default("recipe_flags") or ():
+            assert parser.get_default(f.dest) is None, (parser.prog, f.flag)
+
+
+def test_flag_choices_are_the_configs_own_lists():
+    from qponder import config
+    from qponder.cli.flags import recipe_flag
+
+    assert recipe_flag("eval.backend").choices is config.BACKENDS
+    assert recipe_flag("distill.teacher").choices is config.TEACHERS
+    assert recipe_flag("distill.mode").choices is config.DISTILL_MODES

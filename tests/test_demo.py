@@ -14,8 +14,8 @@ from qponder.config import load_recipe
 from qponder.demo import STAGES
 from qponder.demo.paths import TRAINED_STAGES, DemoPaths
 from qponder.demo.pipeline import consistency_gaps, expected_score_srcc
+from qponder.demo.pretext import pretext_record
 from qponder.demo.supervisor import stage_command, stage_steps
-from qponder.models.pretext import pretext_record
 from qponder.runfiles import read_jsonl
 
 
@@ -104,9 +104,11 @@ def test_quick_demo_runs_every_stage_learns_and_resumes(tmp_path):
         # each training ran the steps its progress bar planned, to the end
         last_step = read_jsonl(paths.run(stage) / "metrics.jsonl")[-1]["step"]
         assert last_step == stage_steps(recipe, paths, stage), stage
-        # the report shows the command that ran, as logged by the supervisor
+        # the report shows the command that ran, as logged by the supervisor (through the
+        # demo's worker, which also follows the stage's threads file)
         command = " ".join(stage_command(paths, stage))
-        assert paths.log(stage).read_text().splitlines()[0].endswith(f"-m qponder.cli {command}")
+        logged = f"-m qponder.demo.worker {command} --threads-file {paths.threads(stage)}"
+        assert paths.log(stage).read_text().splitlines()[0].endswith(logged)
         assert f"qponder {command}" in report
 
     # a second run finds every stage done, trains and evaluates nothing again, and gives the

@@ -12,7 +12,8 @@ import pytest
 
 from qponder.cli import build_parser
 from qponder.demo.paths import TRAINED_STAGES, DemoPaths
-from qponder.demo.supervisor import stage_command, thread_shares
+from qponder.demo.supervisor import stage_command, thread_shares, worker_command
+from qponder.demo.worker import build_parser as worker_parser
 
 
 def test_threads_freed_by_a_finished_stage_go_to_the_stages_still_training():
@@ -23,11 +24,12 @@ def test_threads_freed_by_a_finished_stage_go_to_the_stages_still_training():
 
 
 @pytest.mark.parametrize("stage", TRAINED_STAGES)
-def test_each_training_command_is_one_the_cli_accepts_and_follows_its_threads_file(stage):
+def test_each_training_command_is_one_the_cli_accepts_and_its_worker_follows_a_threads_file(stage):
     paths = DemoPaths(Path("/demo"))
     args = build_parser().parse_args(stage_command(paths, stage))
     assert args.command == ("grpo" if stage == "qponder" else "sft")
     assert args.out == str(paths.run(stage))
-    assert args.threads_file == str(paths.threads(stage))
-    if stage != "qponder":
-        assert args.no_cot == (stage == "sft_nocot")
+    if stage != "qponder":  # a recipe flag: None when not given, never overriding the recipe
+        assert args.no_cot is (True if stage == "sft_nocot" else None)
+    worker = worker_parser().parse_args(worker_command(paths, stage)[3:])
+    assert worker.threads_file == str(paths.threads(stage))

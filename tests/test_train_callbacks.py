@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from types import SimpleNamespace
 
 import pytest
@@ -15,7 +14,6 @@ from transformers import TrainerState
 from qponder.config import ValidationConfig
 from qponder.train.callbacks import (
     MetricsJsonlCallback,
-    ThreadsFileCallback,
     ValidationCallback,
     read_metrics,
     validation_metrics,
@@ -178,30 +176,3 @@ def test_validation_uses_the_shared_scorer_by_default(tmp_path):
     finally:
         inference.Scorer = orig
     assert made["batch_size"] == 3 and made["max_new_tokens"] == 7
-
-
-def _write_threads(path, text, stamp_ns):
-    path.write_text(text)
-    os.utime(path, ns=(stamp_ns, stamp_ns))  # a distinct mtime even within one clock tick
-
-
-def test_a_threads_file_resizes_torch_threads_when_it_changes(tmp_path, caplog):
-    before = torch.get_num_threads()
-    path = tmp_path / "sft.threads"
-    cb = ThreadsFileCallback(path)
-    try:
-        torch.set_num_threads(1)
-        cb.on_step_begin(None, _state(), None)  # no file yet: nothing changes
-        assert torch.get_num_threads() == 1
-        _write_threads(path, "2\n", 10**18)
-        cb.on_step_begin(None, _state(5), None)
-        assert torch.get_num_threads() == 2
-        torch.set_num_threads(1)
-        cb.on_step_begin(None, _state(6), None)  # the file did not change: not re-applied
-        assert torch.get_num_threads() == 1
-        _write_threads(path, "two", 10**18 + 1)
-        cb.on_step_begin(None, _state(7), None)
-        assert torch.get_num_threads() == 1
-        assert "positive thread count" in caplog.text and str(path) in caplog.text
-    finally:
-        torch.set_num_threads(before)

@@ -18,8 +18,10 @@ from typing import Any
 
 from qponder.config import Recipe
 from qponder.data.synthetic import make_synthetic_dataset
+from qponder.demo.config import demo_settings
 from qponder.demo.memory import PeakMemory
 from qponder.demo.paths import STAGES, DemoPaths
+from qponder.demo.pretext import dataset_images, pretext_record, pretrain_vision
 from qponder.demo.recipe import bind_paths, demo_recipe, write_recipe
 from qponder.demo.report import write_report
 from qponder.demo.supervisor import train_stages
@@ -29,7 +31,6 @@ from qponder.errors import QponderError
 from qponder.evaluation.metrics import srcc
 from qponder.evaluation.runner import run_eval
 from qponder.models.judge import HFJudge, Judge
-from qponder.models.pretext import dataset_images, pretext_record, pretrain_vision
 from qponder.models.tiny import build_tiny_model
 from qponder.prompts import load_prompts
 from qponder.runfiles import read_jsonl, write_json_atomic
@@ -47,7 +48,7 @@ def build_data(recipe: Recipe, paths: DemoPaths) -> None:
     last, exists)."""
     if (paths.data / "synthetic.json").is_file():
         return
-    d = recipe.demo
+    d = demo_settings(recipe)
     try:
         make_synthetic_dataset(
             paths.data, n=d.n_images, seed=d.data_seed, kinds=d.kinds, photo_share=d.photo_share
@@ -60,7 +61,7 @@ def build_model(recipe: Recipe, paths: DemoPaths, progress: bool = False) -> Non
     """Stage 2: the tiny offline Qwen2.5-VL, its vision tower pretrained on the pretext
     task over the training images when ``demo.tiny.pretext_steps`` > 0 (each part skipped
     when ``DIR/tiny`` already has it)."""
-    t = recipe.demo.tiny
+    t = demo_settings(recipe).tiny
     if not (
         (paths.tiny / "model.safetensors").is_file() and (paths.tiny / "config.json").is_file()
     ):
@@ -162,6 +163,64 @@ def measure_consistency(recipe: Recipe, paths: DemoPaths) -> dict[str, dict[str,
 # --------------------------------------------------------------------------- driver
 
 
+class _Timings(dict):
+    """Seconds each step of the demo took, by name, announced as each starts and ends."""
+
+    def run(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` as the step ``name``; returns what it returns."""
+        _say(f"{name} ...")
+        t = time.monotonic()
+        result = fn(*args)
+        self[name] = round(time.monotonic() - t, 1)
+        _say(f"{name}: {self[name]:.0f} s")
+        return result
+
+
+def _run_stages(
+    recipe: Recipe, paths: DemoPaths, timed: _Timings, progress: bool
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, Any]]]:
+    """Every stage in order; returns the distillation report, each stage's test summary and
+    each stage's consistency."""
+    timed.run("synthetic data", build_data, recipe, paths)
+    timed.run("tiny model", build_model, recipe, paths, progress)
+    distill_report = timed.run("distillation", distill, recipe, paths)
+    sft = ["qponder_ci", "sft_nocot"]
+    if demo_settings(recipe).parallel_sft:
+        timed.run("SFT (CoT and answer-only, side by side)",
+                  train_stages, recipe, paths, sft, 1, progress)  # fmt: skip
+    else:
+        for stage in sft:
+            timed.run(f"SFT {stage}", train_stages, recipe, paths, [stage], 2, progress)
+    timed.run("GRPO", train_stages, recipe, paths, ["qponder"], 2, progress)
+    results = {}
+    for stage in STAGES:
+        results[stage] = timed.run(f"evaluation of {stage}", evaluate, recipe, paths, stage)
+    consistency = timed.run("consistency judge", measure_consistency, recipe, paths)
+    return distill_report, results, consistency
+
+
+def _stage_rows(
+    paths: DemoPaths, results: dict[str, Any], consistency: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The summary's row of each stage: its test metrics, consistency and model."""
+    return {
+        s: {
+            "srcc": results[s]["srcc"],
+            "plcc": results[s]["plcc"],
+            "parse_failures": results[s]["parse_failures"],
+            "consistency": consistency[s]["consistency"],
+            "n": results[s]["n"],
+            "n_judged": consistency[s]["n_judged"],
+            "srcc_ci95": (results[s].get("ci95") or {}).get("srcc"),
+            "srcc_expected": expected_score_srcc(read_jsonl(paths.eval(s) / "predictions.jsonl")),
+            # what the reasoning says about the known distortions (micro F1 over kinds)
+            "description_f1": ((results[s].get("description") or {}).get("micro") or {}).get("f1"),
+            "model": str(paths.model(s)),
+        }
+        for s in STAGES
+    }
+
+
 def run_demo(
     out: str | os.PathLike = "runs/demo",
     quick: bool = False,
@@ -187,57 +246,18 @@ def run_demo(
     paths = DemoPaths(Path(out))
     recipe = bind_paths(demo_recipe(config, quick, overrides), paths)
     write_recipe(recipe, paths)
-    timings: dict[str, float] = {}
-
-    def timed(name: str, fn: Callable[..., Any], *args: Any) -> Any:
-        _say(f"{name} ...")
-        t = time.monotonic()
-        result = fn(*args)
-        timings[name] = round(time.monotonic() - t, 1)
-        _say(f"{name}: {timings[name]:.0f} s")
-        return result
-
+    timings = _Timings()
     with PeakMemory() as memory:
-        timed("synthetic data", build_data, recipe, paths)
-        timed("tiny model", build_model, recipe, paths, progress)
-        distill_report = timed("distillation", distill, recipe, paths)
-        sft = ["qponder_ci", "sft_nocot"]
-        if recipe.demo.parallel_sft:
-            timed("SFT (CoT and answer-only, side by side)",
-                  train_stages, recipe, paths, sft, 1, progress)  # fmt: skip
-        else:
-            for stage in sft:
-                timed(f"SFT {stage}", train_stages, recipe, paths, [stage], 2, progress)
-        timed("GRPO", train_stages, recipe, paths, ["qponder"], 2, progress)
-        results = {}
-        for stage in STAGES:
-            results[stage] = timed(f"evaluation of {stage}", evaluate, recipe, paths, stage)
-        consistency = timed("consistency judge", measure_consistency, recipe, paths)
-    stages = {
-        s: {
-            "srcc": results[s]["srcc"],
-            "plcc": results[s]["plcc"],
-            "parse_failures": results[s]["parse_failures"],
-            "consistency": consistency[s]["consistency"],
-            "n": results[s]["n"],
-            "n_judged": consistency[s]["n_judged"],
-            "srcc_ci95": (results[s].get("ci95") or {}).get("srcc"),
-            "srcc_expected": expected_score_srcc(read_jsonl(paths.eval(s) / "predictions.jsonl")),
-            # what the reasoning says about the known distortions (micro F1 over kinds)
-            "description_f1": ((results[s].get("description") or {}).get("micro") or {}).get("f1"),
-            "model": str(paths.model(s)),
-        }
-        for s in STAGES
-    }
+        distill_report, results, consistency = _run_stages(recipe, paths, timings, progress)
     summary: dict[str, Any] = {
-        "stages": stages,
+        "stages": _stage_rows(paths, results, consistency),
         "models": {
             "qponder_ci": str(paths.model("qponder_ci")),
             "qponder": str(paths.model("qponder")),
         },
         "wall_s": round(time.monotonic() - start, 1),
         "peak_rss_gib": round(memory.peak_bytes / 2**30, 3),
-        "stage_seconds": timings,
+        "stage_seconds": dict(timings),
         "quick": quick,
         "distillation": {
             k: distill_report.get(k)

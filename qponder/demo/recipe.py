@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import yaml
 
 from qponder.config import Recipe, load_recipe, recipe_to_dict
+from qponder.demo.config import DEMO_SECTIONS, demo_settings
 from qponder.demo.paths import DemoPaths
 from qponder.errors import QponderError
 from qponder.runfiles import write_text_atomic
@@ -18,10 +19,12 @@ def demo_recipe(
     config: str | os.PathLike = "tiny-demo", quick: bool = False, overrides: Sequence[str] = ()
 ) -> Recipe:
     """The demo's recipe: ``config`` with, for ``quick``, its ``demo.quick`` overrides, then
-    ``overrides`` (``key=value`` strings as given to ``--set``)."""
-    recipe = load_recipe(config, list(overrides))
-    if quick and recipe.demo.quick:
-        recipe = load_recipe(config, [*recipe.demo.quick, *overrides])
+    ``overrides`` (``key=value`` strings as given to ``--set``); its ``demo`` section checked
+    with the rest (:func:`qponder.demo.config.demo_settings` reads it)."""
+    recipe = load_recipe(config, list(overrides), sections=DEMO_SECTIONS)
+    quick_overrides = demo_settings(recipe).quick
+    if quick and quick_overrides:
+        recipe = load_recipe(config, [*quick_overrides, *overrides], sections=DEMO_SECTIONS)
     return recipe
 
 
@@ -32,7 +35,7 @@ def bind_paths(recipe: Recipe, paths: DemoPaths) -> Recipe:
     recipe.grpo.validation.dataset = paths.dataset
     recipe.eval.datasets = [paths.dataset]
     recipe.eval.split = "test"
-    recipe.eval.limit = recipe.demo.eval_limit
+    recipe.eval.limit = demo_settings(recipe).eval_limit
     recipe.model.path = None
     return recipe
 

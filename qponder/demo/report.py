@@ -11,6 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from qponder.config import Recipe
+from qponder.demo.config import demo_settings
 from qponder.demo.paths import STAGE_TITLES, STAGES, TRAINED_STAGES, DemoPaths
 from qponder.demo.supervisor import stage_command
 from qponder.rewards import REWARD_NAMES
@@ -173,6 +174,10 @@ def format_report(summary: dict[str, Any], titles: dict[str, str], commands: lis
         "",
         "## How each training stage was run",
         "",
+        "The demo ran each training command through `python -m qponder.demo.worker`, which "
+        "adds `--threads-file DIR/logs/<stage>.threads` (the cores a finished run frees go to "
+        "the runs still training) and otherwise trains as the command does.",
+        "",
         "```",
         *commands,
         "```",
@@ -193,7 +198,7 @@ def write_report(paths: DemoPaths, recipe: Recipe, summary: dict[str, Any]) -> P
         "qponder " + " ".join(stage_command(paths, s))
         for s in ("qponder_ci", "sft_nocot", "qponder")
     ]
-    t = recipe.demo.tiny
+    t = demo_settings(recipe).tiny
     if t.pretext_steps > 0:
         commands.insert(
             0,

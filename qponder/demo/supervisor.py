@@ -1,6 +1,7 @@
-"""The training supervisor: each training stage as a ``qponder sft`` / ``qponder grpo``
-subprocess, several side by side, CPU threads handed on when one finishes, a progress bar
-per stage, and failures reported with the stage's log."""
+"""The training supervisor: each training stage as a subprocess that runs its ``qponder sft``
+/ ``qponder grpo`` command through the demo's worker (:mod:`qponder.demo.worker`), several
+side by side, CPU threads handed on when one finishes, a progress bar per stage, and
+failures reported with the stage's log."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ from qponder.runfiles import write_text_atomic
 
 
 def stage_command(paths: DemoPaths, stage: str) -> list[str]:
-    """The arguments of the ``qponder`` command that trains ``stage`` (after ``qponder``),
-    as :func:`train_stages` runs it."""
+    """The arguments of the ``qponder`` command that trains ``stage`` (after ``qponder``):
+    what ``report.md`` shows, and what :func:`worker_command` runs."""
     common = ["--config", str(paths.recipe), "--out", str(paths.run(stage))]
     if stage == "qponder":
         cmd = ["grpo", *common, "--dataset", paths.dataset, "--split", "train",
@@ -34,7 +35,14 @@ def stage_command(paths: DemoPaths, stage: str) -> list[str]:
         cmd = ["sft", *common, "--data", str(paths.cold), "--model", str(paths.tiny)]
         if stage == "sft_nocot":
             cmd.append("--no-cot")
-    return [*cmd, "--threads-file", str(paths.threads(stage))]
+    return cmd
+
+
+def worker_command(paths: DemoPaths, stage: str) -> list[str]:
+    """The command line of ``stage``'s training subprocess: its :func:`stage_command` through
+    the demo's worker, which also follows ``DIR/logs/<stage>.threads``."""
+    worker = [sys.executable, "-m", "qponder.demo.worker"]
+    return [*worker, *stage_command(paths, stage), "--threads-file", str(paths.threads(stage))]
 
 
 def planned_steps(trl: dict[str, Any], n_rows: int, grpo: bool = False) -> int:
@@ -105,10 +113,10 @@ def _last_step(run: Path) -> int:
 def train_stages(
     recipe: Recipe, paths: DemoPaths, stages: Sequence[str], threads: int, progress: bool = True
 ) -> None:
-    """Train ``stages`` side by side as ``qponder`` subprocesses, each with ``threads``
-    torch threads, logging to ``DIR/logs/<stage>.log``; stages whose ``final/`` exists are
-    skipped. When a stage finishes, the stages still training share its threads (through
-    ``DIR/logs/<stage>.threads``, see :class:`qponder.train.callbacks.ThreadsFileCallback`).
+    """Train ``stages`` side by side as subprocesses (:func:`worker_command`), each with
+    ``threads`` torch threads, logging to ``DIR/logs/<stage>.log``; stages whose ``final/``
+    exists are skipped. When a stage finishes, the stages still training share its threads
+    (through ``DIR/logs/<stage>.threads``, see :class:`qponder.demo.worker.ThreadsFileCallback`).
 
     Raises:
         QponderError: A stage failed; the message names its log.
@@ -122,7 +130,7 @@ def train_stages(
     procs: dict[str, tuple[subprocess.Popen, Any, Any]] = {}
     for stage in todo:
         log = open(paths.log(stage), "a", encoding="utf-8")  # noqa: SIM115
-        cmd = [sys.executable, "-m", "qponder.cli", *stage_command(paths, stage)]
+        cmd = worker_command(paths, stage)
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()
         write_text_atomic(paths.threads(stage), f"{threads}\n")
@@ -165,4 +173,5 @@ __all__ = [
     "stage_steps",
     "thread_shares",
     "train_stages",
+    "worker_command",
 ]

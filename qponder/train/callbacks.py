@@ -1,5 +1,5 @@
-"""Trainer callbacks: ``RUN/metrics.jsonl`` logging, validation SRCC/PLCC with a best checkpoint,
-and a CPU thread count that can change while a run trains.
+"""Trainer callbacks: ``RUN/metrics.jsonl`` logging, and validation SRCC/PLCC with a best
+checkpoint.
 
 Both work with TRL's SFTTrainer and GRPOTrainer (any ``transformers.Trainer``), on one
 process or under accelerate. Validation scores images through the shared inference engine
@@ -70,47 +70,6 @@ class MetricsJsonlCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             append_metrics(self.path, {"step": state.global_step, **logs})
-
-
-class ThreadsFileCallback(TrainerCallback):
-    """Use the number of torch CPU threads written in a file, re-read whenever the file
-    changes (checked before every optimizer step, one ``stat`` call).
-
-    A run started beside others with a core each (``qponder demo`` trains its two SFT runs
-    side by side) can so be handed the cores a finished sibling frees, without a restart.
-    Off unless asked for: ``qponder sft/grpo --threads-file PATH``, or pass it in
-    ``callbacks`` to :func:`qponder.train.sft.train` / :func:`qponder.train.grpo.train`.
-    A missing file changes nothing; a file that does not hold a positive integer is
-    logged as a warning and ignored.
-
-    Args:
-        path: The file, holding e.g. ``2``.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._seen: int | None = None
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        try:
-            stamp = self.path.stat().st_mtime_ns
-            if stamp == self._seen:
-                return
-            text = self.path.read_text(encoding="utf-8").strip()
-        except OSError:  # absent, or removed between the two calls: keep the threads
-            return
-        self._seen = stamp
-        if not text.isdigit() or int(text) < 1:
-            logger.warning(
-                "%s: expected a positive thread count, found %r; ignored", self.path, text
-            )
-            return
-        import torch
-
-        if int(text) != torch.get_num_threads():
-            logger.info("step %d: %d -> %s CPU threads (%s)", state.global_step,
-                        torch.get_num_threads(), text, self.path)  # fmt: skip
-            torch.set_num_threads(int(text))
 
 
 def _score(result: Any) -> float | None:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from qponder.config import ConfigError, LoraSettings, ModelConfig, Recipe
+from qponder.config import ConfigError, LoraSettings, ModelConfig, Recipe, recipe_to_dict
 from qponder.errors import QponderError
 from qponder.runfiles import lock_run_dir, save_run_files
 
@@ -198,7 +198,7 @@ def run_directory(recipe: Recipe, out: str | os.PathLike) -> Iterator[Path]:
         yield out
         return
     with lock_run_dir(out):
-        save_run_files(out, recipe)
+        save_run_files(out, recipe_to_dict(recipe))  # loads again as a recipe
         yield out
 
 

@@ -183,14 +183,8 @@ def _save_weights(model: Any, model_dir: Path) -> None:
     tmp.rmdir()
 
 
-def _checked_pretext_inputs(
-    model_dir: str | os.PathLike, images: Sequence[Any], steps: int
-) -> Path:
-    """The model folder of :func:`pretrain_vision`, once its inputs are known to be usable.
-
-    Raises:
-        QponderError: Fewer than two images, ``steps < 1``, or no model folder.
-    """
+def _check_inputs(model_dir: str | os.PathLike, images: Sequence[Any], steps: int) -> Path:
+    """Refuse what cannot be pretrained, before the model loads; returns the folder."""
     if len(images) < 2:
         raise QponderError(f"pretrain_vision: needs at least 2 images, got {len(images)}")
     if steps < 1:
@@ -201,25 +195,42 @@ def _checked_pretext_inputs(
     return model_dir
 
 
-def _fit_pretext(
+def _load_tower(model_dir: Path) -> tuple[Any, Any, Any]:
+    """The model (in float32, for training), its vision tower and its image processor."""
+    from qponder.config import ModelConfig
+    from qponder.models import load_model
+
+    model, processor = load_model(model_dir, ModelConfig(dtype="float32"), for_training=True)
+    vis = _visual(model)
+    image_processor = getattr(processor, "image_processor", None)
+    if image_processor is None:
+        raise QponderError(f"pretrain_vision: {model_dir} has no image processor")
+    return model, vis, image_processor
+
+
+def _train_tower(
+    model: Any,
     vis: Any,
-    head: Any,
     image_processor: Any,
     images: Sequence[Any],
     targets: Any,
     *,
     steps: int,
-    batch: int,
     learning_rate: float,
+    batch: int,
     rng: random.Random,
     progress: bool,
 ) -> list[float]:
-    """Train the vision tower ``vis`` and the ``head`` on the pretext targets; return the
-    loss of every step. The rest of the model is frozen by the caller."""
+    """The pretext's optimisation: the tower and a throw-away linear head regress
+    ``targets`` from the mean of each image's visual tokens; returns the loss per step."""
     import torch
     from tqdm.auto import tqdm
 
+    # the projector maps the visual tokens into the language model's width
+    head = torch.nn.Linear(model.config.get_text_config().hidden_size, targets.shape[1])
     params = [*vis.parameters(), *head.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
     optimiser = torch.optim.AdamW(params, lr=learning_rate, weight_decay=0.0)
@@ -282,30 +293,18 @@ def pretrain_vision(
     """
     import torch
 
-    from qponder.config import ModelConfig
-    from qponder.models.loading import load_model
-
-    model_dir = _checked_pretext_inputs(model_dir, images, steps)
+    model_dir = _check_inputs(model_dir, images, steps)
     start = time.monotonic()
+    # seeded before the model loads: the head is drawn from the same generator afterwards
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    model, processor = load_model(model_dir, ModelConfig(dtype="float32"), for_training=True)
-    vis = _visual(model)
-    image_processor = getattr(processor, "image_processor", None)
-    if image_processor is None:
-        raise QponderError(f"pretrain_vision: {model_dir} has no image processor")
-
+    model, vis, image_processor = _load_tower(model_dir)
     stats = np.stack([image_statistics(im) for im in images])
     targets = torch.tensor((stats - stats.mean(0)) / (stats.std(0) + 1e-6))
     batch = min(batch_size, len(images))
-    # the projector maps the visual tokens into the language model's width
-    head = torch.nn.Linear(model.config.get_text_config().hidden_size, targets.shape[1])
-    for p in model.parameters():
-        p.requires_grad_(False)
-    losses = _fit_pretext(
-        vis, head, image_processor, images, targets, steps=steps, batch=batch,
-        learning_rate=learning_rate, rng=rng, progress=progress,
-    )  # fmt: skip
+    losses = _train_tower(model, vis, image_processor, images, targets, steps=steps,
+                          learning_rate=learning_rate, batch=batch, rng=rng,
+                          progress=progress)  # fmt: skip
     _save_weights(model, model_dir)
     tenth = max(1, steps // 10)
     result = PretextResult(

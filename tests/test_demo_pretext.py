@@ -13,15 +13,15 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from qponder.errors import QponderError
-from qponder.models import load_model
-from qponder.models.pretext import (
+from qponder.demo.pretext import (
     STATISTICS,
     image_statistics,
     pretext_record,
     pretrain_vision,
     warmup_cosine,
 )
+from qponder.errors import QponderError
+from qponder.models import load_model
 from qponder.models.tiny import build_tiny_model
 from tests.test_models import CORPUS
 
@@ -169,7 +169,7 @@ def test_cli_pretrains_on_a_dataset(tmp_path):
 def test_dataset_images_skips_an_unreadable_file_and_counts_it(tmp_path):
     from qponder.data import load_dataset
     from qponder.data.synthetic import make_synthetic_dataset
-    from qponder.models.pretext import dataset_images
+    from qponder.demo.pretext import dataset_images
 
     data = make_synthetic_dataset(tmp_path / "synth", n=20, seed=2)
     train = list(load_dataset(f"synthetic:{data}", "train"))

@@ -1,0 +1,48 @@
+"""``qponder serve``: an HTTP scoring server over one model worker
+(:func:`qponder.serve.serve`), configured by the recipe's ``serve`` section (where it
+listens, what it refuses) and ``eval`` section (how it scores)."""
+
+from __future__ import annotations
+
+import argparse
+
+from qponder.cli.common import add_run_args
+from qponder.cli.flags import add_recipe_flags, load_command_recipe
+
+
+def make_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``serve`` to ``subparsers``; returns its parser."""
+    p = subparsers.add_parser(
+        "serve",
+        help="an HTTP scoring server with a web page (FastAPI + uvicorn)",
+        description="Serve MODEL over HTTP: POST /v1/score (base64 JSON), POST "
+        "/v1/score/upload (multipart), GET / (web page), /health, /v1/models, /metrics. "
+        "Concurrent requests are micro-batched on one model worker. See docs/serving.md.",
+    )
+    add_run_args(p)
+    p.add_argument("--model", required=True, help="checkpoint, or served name for --backend openai")
+    add_recipe_flags(
+        p,
+        "eval.backend",
+        "eval.base_url",
+        "serve.host",
+        "serve.port",
+        ("eval.batch_size", "--max-batch"),
+        "serve.max_wait_ms",
+        "serve.max_queue",
+        "eval.samples",
+        "serve.api_key_env",
+        "serve.max_body_mb",
+        "serve.max_images",
+        "serve.access_log",
+    )
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """``qponder serve``: listen, load the model in the background, serve until interrupted."""
+    from qponder.serve import serve
+
+    serve(load_command_recipe(args), args.model)
+    return 0
