@@ -16,7 +16,7 @@ releases, without their default system prompt).
 What differs between families, and is handled where it matters:
 
 - ``qwen3_5`` opens ``<think>`` in the generation prompt itself: generated text starts
-  inside the reasoning (:func:`qponder.prompts.template_opened_prefix`).
+  inside the reasoning (:func:`qponder.answer_format.opened_by_template`).
 - ``gemma3`` starts its template with ``<bos>``: prompts are tokenized without adding
   special tokens again.
 - ``llava_onevision``'s template renders an assistant turn as ``assistant \\n...`` but its
