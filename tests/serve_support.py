@@ -75,13 +75,11 @@ def bomb_png(width: int = 100_000, height: int = 100_000) -> bytes:
 
 
 def random_model(base: Path) -> Path:
-    """The random tiny model (shared with the other test modules' ``tiny_model``)."""
-    from qponder.models.tiny import build_tiny_model
+    """The random tiny model (the session's ``tiny_model`` when ``base`` is the session's
+    base folder)."""
+    from tiny_models import random_tiny_model
 
-    path = base / "qponder-tiny-vlm"
-    if not (path / "config.json").exists():
-        build_tiny_model(path, seed=0)
-    return path
+    return random_tiny_model(base)
 
 
 def answering_model(base: Path, max_steps: int = 200) -> Path:

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from tiny_models import copy_of
 
 from qponder.demo.pretext import (
     STATISTICS,
@@ -22,8 +23,6 @@ from qponder.demo.pretext import (
 )
 from qponder.errors import QponderError
 from qponder.models import load_model
-from qponder.models.tiny import build_tiny_model
-from tests.test_models import CORPUS
 
 
 def _stats(a) -> dict[str, float]:
@@ -80,8 +79,8 @@ def _images(n: int, seed: int = 0) -> list[Image.Image]:
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    path = build_tiny_model(tmp_path_factory.mktemp("tiny"), seed=0, corpus=CORPUS)
+def pretrained(tmp_path_factory, small_tiny):
+    path = copy_of(small_tiny, tmp_path_factory.mktemp("pretext") / "tiny")  # trained in place
     before = load_file(path / "model.safetensors")
     result = pretrain_vision(
         path, _images(24), steps=60, learning_rate=3e-3, batch_size=8, progress=False
@@ -137,8 +136,8 @@ def test_schedule_warms_up_then_decays_for_any_number_of_steps():
 
 
 @pytest.mark.parametrize("steps", [1, 3, 10])
-def test_few_steps_work(tmp_path, steps):
-    path = build_tiny_model(tmp_path / "tiny", seed=0, corpus=CORPUS)
+def test_few_steps_work(tmp_path, steps, small_tiny):
+    path = copy_of(small_tiny, tmp_path / "tiny")
     result = pretrain_vision(path, _images(4), steps=steps, batch_size=2, progress=False)
     assert len(result.losses) == steps
 
@@ -148,12 +147,12 @@ def test_pretext_refuses_a_path_that_is_not_a_model_folder(tmp_path):
         pretrain_vision(tmp_path / "nope", _images(4), steps=2, progress=False)
 
 
-def test_cli_pretrains_on_a_dataset(tmp_path):
+def test_cli_pretrains_on_a_dataset(tmp_path, small_tiny):
     from qponder.data import load_dataset
     from qponder.data.synthetic import make_synthetic_dataset
 
     data = make_synthetic_dataset(tmp_path / "synth", n=30, seed=1)
-    model = build_tiny_model(tmp_path / "tiny", seed=0, corpus=CORPUS)
+    model = copy_of(small_tiny, tmp_path / "tiny")
     proc = subprocess.run(
         [sys.executable, "-m", "qponder.cli", "model", "pretrain-vision", "--model", str(model),
          "--dataset", f"synthetic:{data}", "--steps", "4", "--batch-size", "4", "--no-progress"],

@@ -134,12 +134,11 @@ def test_a_failing_batch_fails_its_images_only():
 
 
 @pytest.mark.slow
-def test_distillation_with_the_tiny_model_accounts_for_every_image(tmp_path):
+def test_distillation_with_the_tiny_model_accounts_for_every_image(tmp_path, tiny_model):
     from qponder.config import DistillConfig, Recipe
     from qponder.distill import run_distillation
-    from qponder.models.tiny import build_tiny_model
 
-    path = build_tiny_model(tmp_path / "tiny", seed=0)
+    path = tiny_model
     samples = make_samples(tmp_path / "img", [2.0, 3.0, 4.0, 2.5, 3.5])
     recipe = Recipe(
         distill=DistillConfig(teacher="hf", model=str(path), batch_size=4, max_tokens=12, samples=2)

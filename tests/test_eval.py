@@ -31,16 +31,6 @@ ARTEFACTS = {
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from qponder.models.tiny import build_tiny_model
-
-    path = tmp_path_factory.getbasetemp() / "qponder-tiny-vlm"
-    if not (path / "config.json").exists():
-        build_tiny_model(path, seed=0)
-    return path
-
-
-@pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     """A synthetic dataset of 40 images (28 train / 4 val / 8 test)."""
     out = tmp_path_factory.mktemp("synth")

@@ -19,23 +19,16 @@ from transformers import TrainerCallback
 
 from qponder.config import load_recipe
 from qponder.errors import DatasetError, MissingDependencyError
-from qponder.prompts import DEFAULT_PROMPTS
 from qponder.train.callbacks import read_metrics
 from qponder.train.grpo import _check_vllm, build_dataset, train
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = [
-    DEFAULT_PROMPTS.student_instruction,
-    "<think>\nThe image is sharp, with slight noise and good exposure.\n</think>\n<answer>3.47</answer>",
-] * 20
 ALL_REWARDS = "grpo.rewards={format: 1.0, score: 1.0, consistency: 0.5, ranking: 0.5}"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from qponder.models.tiny import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"), corpus=CORPUS)
+def tiny(small_tiny):
+    return small_tiny
 
 
 def make_samples(folder: Path, n: int = 6) -> list[SimpleNamespace]:

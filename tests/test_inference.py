@@ -32,16 +32,6 @@ GOOD = "<think>sharp, clean</think><answer>3.5</answer>"
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from qponder.models.tiny import build_tiny_model
-
-    path = tmp_path_factory.getbasetemp() / "qponder-tiny-vlm"
-    if not (path / "config.json").exists():
-        build_tiny_model(path, seed=0)
-    return path
-
-
-@pytest.fixture(scope="module")
 def loaded(tiny_model):
     from qponder.models import load_model
 

@@ -81,12 +81,12 @@ def script_answers(model_dir: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def served(tmp_path_factory, tiny_model):
     """The tiny model (scripted), 20 synthetic images, and the stock server on loopback."""
-    from qponder.models.tiny import build_tiny_model
+    from tiny_models import copy_of
 
     root = tmp_path_factory.mktemp("interop")
-    model = build_tiny_model(root / "tiny", seed=0)
+    model = copy_of(tiny_model, root / "tiny")  # scripted: changed
     script_answers(model)
     data = root / "synth"
     cli("data", "synth", "--out", data, "--n", 20, "--size", 64, "--seed", 0, env=_env(root))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_models import SMALL_CORPUS
 
 from qponder.config import LoraSettings, ModelConfig
 from qponder.errors import QponderError
@@ -17,14 +18,10 @@ from qponder.models.readout import score_token_ids
 from qponder.models.tiny import build_tiny_model, default_corpus
 from qponder.prompts import DEFAULT_PROMPTS, student_messages
 
-CORPUS = [DEFAULT_PROMPTS.student_instruction, DEFAULT_PROMPTS.teacher_blind] * 5 + [
-    "<think>\nThe image is sharp, with slight noise and good exposure.\n</think>\n<answer>3.47</answer>"
-] * 20
-
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"), seed=0, corpus=CORPUS)
+def tiny(small_tiny):
+    return small_tiny
 
 
 def _image(h=80, w=112, seed=0):
@@ -58,7 +55,7 @@ def test_tiny_checkpoint_loads_with_plain_transformers(tiny):
 
 
 def test_key_value_heads_default_to_half_the_heads(tmp_path):
-    path = build_tiny_model(tmp_path / "t", corpus=CORPUS, hidden_size=64, num_heads=8)
+    path = build_tiny_model(tmp_path / "t", corpus=SMALL_CORPUS, hidden_size=64, num_heads=8)
     cfg = json.loads((path / "config.json").read_text())
     text = cfg.get("text_config", cfg)
     assert text["num_attention_heads"] == 8 and text["num_key_value_heads"] == 4
@@ -124,7 +121,7 @@ def test_pixel_limits_from_the_config_change_the_number_of_image_tokens(tiny):
 def test_sizes_are_arguments(tmp_path):
     path = build_tiny_model(
         tmp_path / "m",
-        corpus=CORPUS,
+        corpus=SMALL_CORPUS,
         hidden_size=96,
         num_layers=3,
         num_heads=4,

@@ -22,13 +22,8 @@ from qponder.models.readout import read_out_logits, score_token_ids
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory):
-    from qponder.models.tiny import build_tiny_model
-
-    path = tmp_path_factory.getbasetemp() / "qponder-tiny-vlm"
-    if not (path / "config.json").exists():
-        build_tiny_model(path, seed=0)
-    return load_model(path)
+def loaded(tiny_model):
+    return load_model(tiny_model)
 
 
 def images(sizes=((64, 48), (96, 64), (40, 40))):

@@ -125,16 +125,6 @@ def launch(processes: int, *args: str, timeout: float = 300) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from qponder.models.tiny import build_tiny_model
-
-    path = tmp_path_factory.getbasetemp() / "qponder-tiny-vlm"
-    if not (path / "config.json").exists():
-        build_tiny_model(path, seed=0)
-    return path
-
-
-@pytest.fixture(scope="module")
 def images(tmp_path_factory):
     """12 small images named in their expected output order."""
     root = tmp_path_factory.mktemp("images")

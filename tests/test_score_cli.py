@@ -19,16 +19,6 @@ from qponder.runfiles import read_jsonl
 FAST = ["--set", "eval.max_new_tokens=4"]
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from qponder.models.tiny import build_tiny_model
-
-    path = tmp_path_factory.getbasetemp() / "qponder-tiny-vlm"
-    if not (path / "config.json").exists():
-        build_tiny_model(path, seed=0)
-    return path
-
-
 @pytest.fixture
 def folder(tmp_path):
     """5 good images (2 in a sub-folder), a broken JPEG, and a non-image file."""

@@ -14,17 +14,16 @@ import pytest
 import torch
 from checkpoint_checks import assert_stock_loadable
 from PIL import Image
+from tiny_models import COMPLETION
 from transformers import TrainerCallback
 
 from qponder.config import load_recipe
 from qponder.errors import DatasetError
-from qponder.prompts import DEFAULT_PROMPTS, STUDENT_INSTRUCTION
+from qponder.prompts import STUDENT_INSTRUCTION
 from qponder.train.callbacks import read_metrics
 from qponder.train.sft import build_dataset, read_cold_start
 
 REPO = Path(__file__).resolve().parent.parent
-COMPLETION = "<think>\nThe image is sharp, with slight noise and good exposure.\n</think>\n<answer>3.47</answer>"
-CORPUS = [DEFAULT_PROMPTS.student_instruction, COMPLETION] * 20
 
 
 def write_cold_start(folder: Path, n: int = 8, relative: bool = True) -> Path:
@@ -48,10 +47,8 @@ def write_cold_start(folder: Path, n: int = 8, relative: bool = True) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from qponder.models.tiny import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"), corpus=CORPUS)
+def tiny(small_tiny):
+    return small_tiny
 
 
 def _recipe(model, *extra):
