@@ -17,6 +17,7 @@ from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from answer_tags import tagged
 from PIL import Image
 
 from qponder.data.samples import Sample
@@ -187,24 +188,30 @@ class FakeTeacherServer(ThreadingHTTPServer):
         """The text of answer ``k`` for ``action``."""
         mos = self.mos[index]
         if action == "noanswer":
-            return f"<think>\n{REASONING}\n</think>\nI would say about {mos:.1f}."
+            return tagged(f"<think>\n{REASONING}\n</think>\nI would say about {mos:.1f}.")
         if action == "far":
-            return f"<think>\n{REASONING}\n</think>\n<answer>{5.0 if mos < 3 else 1.0:.2f}</answer>"
+            return tagged(
+                f"<think>\n{REASONING}\n</think>\n<answer>{5.0 if mos < 3 else 1.0:.2f}</answer>"
+            )
         if action == "leak":
-            return f"<think>\nViewers gave it a MOS of {mos:.2f}. {REASONING}\n</think>\n<answer>{mos:.2f}</answer>"
+            return tagged(
+                f"<think>\nViewers gave it a MOS of {mos:.2f}. {REASONING}\n</think>\n<answer>{mos:.2f}</answer>"
+            )
         if action == "mixed":  # best of three: far, close, unparsable
             return [
-                f"<think>\n{REASONING}\n</think>\n<answer>{min(5.0, mos + 1.5):.2f}</answer>",
-                f"<think>\n{REASONING}\n</think>\n<answer>{mos + 0.2:.2f}</answer>",
+                tagged(
+                    f"<think>\n{REASONING}\n</think>\n<answer>{min(5.0, mos + 1.5):.2f}</answer>"
+                ),
+                tagged(f"<think>\n{REASONING}\n</think>\n<answer>{mos + 0.2:.2f}</answer>"),
                 "no tags at all",
             ][k % 3]
         if action == "split_reasoning":  # a server with a reasoning parser
             return {
                 "role": "assistant",
-                "content": f"<answer>{mos:.2f}</answer>",
+                "content": tagged(f"<answer>{mos:.2f}</answer>"),
                 "reasoning_content": REASONING,
             }
-        return f"<think>\n{REASONING}\n</think>\n<answer>{mos + 0.1:.2f}</answer>"
+        return tagged(f"<think>\n{REASONING}\n</think>\n<answer>{mos + 0.1:.2f}</answer>")
 
     def __enter__(self) -> FakeTeacherServer:
         self._thread.start()

@@ -23,13 +23,16 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from answer_tags import tagged
 from PIL import Image
 
 DARK_SCORE = 1.5
 BRIGHT_SCORE = 4.5
 _ANSWERS = {
-    "dark": f"<think>The image is dark.</think>\n<answer>{DARK_SCORE}</answer>",
-    "bright": f"<think>The image is bright and clean.</think>\n<answer>{BRIGHT_SCORE}</answer>",
+    "dark": tagged(f"<think>The image is dark.</think>\n<answer>{DARK_SCORE}</answer>"),
+    "bright": tagged(
+        f"<think>The image is bright and clean.</think>\n<answer>{BRIGHT_SCORE}</answer>"
+    ),
 }
 
 
@@ -112,7 +115,7 @@ def answering_model(base: Path, max_steps: int = 200) -> Path:
         return_tensors="pt",
     )
     labels = enc["input_ids"].clone()
-    think = processor.tokenizer.convert_tokens_to_ids("<think>")
+    think = processor.tokenizer.convert_tokens_to_ids(tagged("<think>"))
     for row in range(labels.shape[0]):
         start = (enc["input_ids"][row] == think).nonzero()[0].item()
         labels[row, :start] = -100  # learn the answer only

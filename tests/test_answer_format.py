@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+from answer_tags import tagged
 
 import qponder
 from qponder import answer_format as af
@@ -77,11 +78,11 @@ def test_render_and_split_are_inverse():
 @pytest.mark.parametrize(
     ("text", "n_think", "n_answer", "well_formed"),
     [
-        ("<think>a</think><answer>3</answer>", 1, 1, True),
-        ("<think>a</think><think>b</think><answer>3</answer>", 2, 1, False),
-        ("<answer>3</answer><think>a</think>", 1, 1, False),  # reasoning after the answer
-        ("<think>a</think><answer>3", 1, 0, False),  # the answer never closes
-        ("<answer>no-number</answer>", 0, 1, False),  # the layout, whatever the answer says
+        (tagged("<think>a</think><answer>3</answer>"), 1, 1, True),
+        (tagged("<think>a</think><think>b</think><answer>3</answer>"), 2, 1, False),
+        (tagged("<answer>3</answer><think>a</think>"), 1, 1, False),  # reasoning after the answer
+        (tagged("<think>a</think><answer>3"), 1, 0, False),  # the answer never closes
+        (tagged("<answer>no-number</answer>"), 0, 1, False),  # the layout, whatever the answer says
     ],
 )
 def test_split_counts_blocks(text, n_think, n_answer, well_formed):
@@ -113,22 +114,27 @@ def test_parse_takes_any_answer_kind():
 @pytest.mark.parametrize(
     "completion",
     [
-        "<think>x</think><answer>3</answer>",  # a plain string
-        {"role": "assistant", "content": "<think>x</think><answer>3</answer>"},  # one message
-        [{"role": "assistant", "content": "<think>x</think><answer>3</answer>"}],  # TRL's list
+        tagged("<think>x</think><answer>3</answer>"),  # a plain string
+        {
+            "role": "assistant",
+            "content": tagged("<think>x</think><answer>3</answer>"),
+        },  # one message
+        [
+            {"role": "assistant", "content": tagged("<think>x</think><answer>3</answer>")}
+        ],  # TRL's list
         [
             {
                 "role": "assistant",
                 "content": [
-                    {"type": "text", "text": "<think>x</think>"},
-                    {"type": "text", "text": "<answer>3</answer>"},
+                    {"type": "text", "text": tagged("<think>x</think>")},
+                    {"type": "text", "text": tagged("<answer>3</answer>")},
                 ],
             }
         ],  # parts
     ],
 )
 def test_conversational_completions_read_like_strings(completion):
-    assert af.completion_text(completion) == "<think>x</think><answer>3</answer>"
+    assert af.completion_text(completion) == tagged("<think>x</think><answer>3</answer>")
     assert parse_score(completion) == 3.0
 
 
@@ -138,9 +144,13 @@ def test_completion_text_rejects_other_types():
 
 
 def test_completion_text_puts_parsed_reasoning_back():
-    message = {"role": "assistant", "reasoning_content": "Sharp.", "content": "<answer>4</answer>"}
-    assert af.completion_text([message]) == "<think>\nSharp.\n</think>\n<answer>4</answer>"
-    whole = "<think>\nA.\n</think>\n<answer>3.50</answer>"
+    message = {
+        "role": "assistant",
+        "reasoning_content": "Sharp.",
+        "content": tagged("<answer>4</answer>"),
+    }
+    assert af.completion_text([message]) == tagged("<think>\nSharp.\n</think>\n<answer>4</answer>")
+    whole = tagged("<think>\nA.\n</think>\n<answer>3.50</answer>")
     plain = {"role": "assistant", "content": whole, "reasoning_content": "ignored"}
     assert af.completion_text(plain) == whole
 
@@ -149,9 +159,9 @@ def test_completion_text_puts_parsed_reasoning_back():
     ("text", "expected"),
     [
         ("Sharp and\n clean.", "Sharp and\n clean."),  # untouched: the writer's spacing kept
-        ("Sharp. <answer>5</answer> Clean.", "Sharp. Clean."),  # an answer block taken out
-        ("Sharp. <answer>5 and clean", "Sharp."),  # ... and what follows an unclosed one
-        ("<think>Sharp.</think>", "Sharp."),  # stray tags
+        (tagged("Sharp. <answer>5</answer> Clean."), "Sharp. Clean."),  # an answer block taken out
+        (tagged("Sharp. <answer>5 and clean"), "Sharp."),  # ... and what follows an unclosed one
+        (tagged("<think>Sharp.</think>"), "Sharp."),  # stray tags
     ],
 )
 def test_reasoning_text_holds_no_answer(text, expected):
@@ -162,19 +172,27 @@ def test_judge_continuation_ends_where_the_answer_starts():
     text = af.judge_continuation("Sharp and clean.  ")
     assert text == af.render("Sharp and clean.", "")[: -len(af.ANSWER_CLOSE)]
     assert af.answer_tag_end(text) == len(text)
-    assert af.judge_continuation("Sharp. <answer>5</answer>") == af.judge_continuation("Sharp.")
+    assert af.judge_continuation(tagged("Sharp. <answer>5</answer>")) == af.judge_continuation(
+        "Sharp."
+    )
 
 
 def test_strip_tags_keeps_the_words():
-    assert af.strip_tags("edges <think>are</answer> soft").split() == ["edges", "are", "soft"]
+    assert af.strip_tags(tagged("edges <think>are</answer> soft")).split() == [
+        "edges",
+        "are",
+        "soft",
+    ]
 
 
 def test_opened_and_after_opened():
-    assert af.opened_by_template("x<|im_start|>assistant\n<think>\n") == "<think>\n"
-    assert af.opened_by_template("x<|im_start|>assistant\n<think>\n\n</think>\n\n") == ""
+    assert af.opened_by_template(tagged("x<|im_start|>assistant\n<think>\n")) == tagged("<think>\n")
+    assert af.opened_by_template(tagged("x<|im_start|>assistant\n<think>\n\n</think>\n\n")) == ""
     assert af.opened_by_template("x<|im_start|>assistant\n") == ""
-    assert af.after_opened("<think>\n", "<think>\nA.\n</think>") == "A.\n</think>"
-    assert af.after_opened("", "<think>\nA.\n</think>") == "<think>\nA.\n</think>"
+    assert af.after_opened(tagged("<think>\n"), tagged("<think>\nA.\n</think>")) == tagged(
+        "A.\n</think>"
+    )
+    assert af.after_opened("", tagged("<think>\nA.\n</think>")) == tagged("<think>\nA.\n</think>")
 
 
 def test_answer_position_from_token_strings():

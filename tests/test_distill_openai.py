@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from answer_tags import tagged
 from distill_fakes import MODEL, FakeTeacherServer, make_samples
 
 from qponder.config import DistillConfig, Recipe
@@ -202,7 +203,7 @@ def test_model_name_is_asked_from_the_server_and_split_reasoning_is_rejoined(tmp
     assert report["settings"]["teacher"] == f"openai:{MODEL}"
     assert srv.requests[0][0]["model"] == MODEL
     (row,) = read(tmp_path / "m.jsonl")
-    assert row["completion"].startswith("<think>\nEdges are soft") and is_well_formed(
+    assert row["completion"].startswith(tagged("<think>\nEdges are soft")) and is_well_formed(
         row["completion"]
     )
 

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from answer_tags import tagged
 
 from qponder.cli import main
 from qponder.config import EvalConfig, ModelConfig
@@ -73,7 +74,9 @@ class MOSBackend:
         out = []
         for im in images:
             s = float(np.clip(self.mos[im.tobytes()] + self.rng.normal(0, self.noise), 1, 5))
-            out.append([Generation(f"<think>looks {s:.1f}</think><answer>{s:.2f}</answer>", s)])
+            out.append(
+                [Generation(tagged(f"<think>looks {s:.1f}</think><answer>{s:.2f}</answer>"), s)]
+            )
         return out
 
 
@@ -352,7 +355,10 @@ def test_eval_measures_what_the_reasoning_describes(synth, tmp_path, wrong):
 def test_datasets_without_distortion_labels_have_no_description(generic, tmp_path):
     class Plain:
         def generate(self, images, n=1, temperature=1.0):
-            return [[Generation("<think>Strong blur.</think><answer>2</answer>")] for _ in images]
+            return [
+                [Generation(tagged("<think>Strong blur.</think><answer>2</answer>"))]
+                for _ in images
+            ]
 
     summary = run_eval("m", cfg_for(f"generic:{generic}"), tmp_path / "run",
                        scorer=Scorer("m", backend_impl=Plain()))  # fmt: skip
@@ -432,7 +438,7 @@ def test_eval_on_a_kadid_format_dataset_prints_the_description_figures(
                 img = Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8))
                 img.save(root / "images" / name)
                 lines.append(f"{name},I{ref:02d}.png,{5.2 - level * 0.8:.2f},0.5")
-                text_of[img.tobytes()] = (
+                text_of[img.tobytes()] = tagged(
                     f"<think>{words[level].capitalize()} {phrase}. Overall, the quality is fair."
                     f"</think><answer>{5.2 - level * 0.8:.2f}</answer>"
                 )

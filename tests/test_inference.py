@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from answer_tags import tagged
 from PIL import Image
 
 from qponder.answer_format import answer_token_index
@@ -28,7 +29,7 @@ from qponder.inference import (
 from qponder.models.readout import score_token_ids
 from qponder.parsing import expected_from_logprobs
 
-GOOD = "<think>sharp, clean</think><answer>3.5</answer>"
+GOOD = tagged("<think>sharp, clean</think><answer>3.5</answer>")
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,8 @@ class FakeBackend:
             out.append(
                 [
                     Generation(
-                        f"<think>w={im.width}</think><answer>{base + 0.1 * k:.2f}</answer>", base
+                        tagged(f"<think>w={im.width}</think><answer>{base + 0.1 * k:.2f}</answer>"),
+                        base,
                     )
                     for k in range(n)
                 ]
@@ -77,12 +79,15 @@ class FakeBackend:
 @pytest.mark.parametrize(
     ("completion", "expected_piece"),
     [
-        ("<think>ok</think><answer>3.47</answer>", "3"),
-        ("<think>ok</think>\n<answer>\n4</answer>", "4"),  # tag and new-line share a token
-        ("<answer> 2.5</answer>", "2"),  # white space between tag and digit is skipped
-        ("Score: <answer>5.00</answer>", "5"),  # tag split over three tokens
-        ('<answer>{"rating": 3}</answer>', "{"),  # not a digit: the backend gives no read-out
-        ("<answer>1</answer> and again <answer>2</answer>", "2"),  # the LAST answer counts
+        (tagged("<think>ok</think><answer>3.47</answer>"), "3"),
+        (tagged("<think>ok</think>\n<answer>\n4</answer>"), "4"),  # tag and new-line share a token
+        (tagged("<answer> 2.5</answer>"), "2"),  # white space between tag and digit is skipped
+        (tagged("Score: <answer>5.00</answer>"), "5"),  # tag split over three tokens
+        (
+            tagged('<answer>{"rating": 3}</answer>'),
+            "{",
+        ),  # not a digit: the backend gives no read-out
+        (tagged("<answer>1</answer> and again <answer>2</answer>"), "2"),  # the LAST answer counts
     ],
 )
 def test_answer_position_is_the_first_token_after_the_last_answer_tag(
@@ -97,8 +102,8 @@ def test_answer_position_is_the_first_token_after_the_last_answer_tag(
 def test_no_answer_tag_or_nothing_after_it_gives_no_position(loaded):
     tok = loaded[1].tokenizer
     dec = lambda t: tok.decode(t, skip_special_tokens=True)  # noqa: E731
-    assert answer_token_index(tok.encode("<think>blurry</think>"), dec) is None
-    assert answer_token_index(tok.encode("<think>blurry</think><answer>"), dec) is None
+    assert answer_token_index(tok.encode(tagged("<think>blurry</think>")), dec) is None
+    assert answer_token_index(tok.encode(tagged("<think>blurry</think><answer>")), dec) is None
 
 
 def test_expected_from_logprobs_is_the_restricted_softmax_mean():
@@ -122,7 +127,7 @@ def test_hf_read_out_uses_the_digit_logits_at_the_answer_position(loaded):
     assert gen.text == GOOD
     assert gen.expected_score == pytest.approx(3 * 0.5 + 4 * 0.25 + 5 * 0.25, abs=1e-5)
     # an answer that does not start with a digit 1..5 has no read-out
-    bad = tok.encode("<think>x</think><answer>7</answer>", add_special_tokens=False)
+    bad = tok.encode(tagged("<think>x</think><answer>7</answer>"), add_special_tokens=False)
     assert backend._generation(bad, torch.zeros(len(bad), 5)).expected_score is None
 
 
@@ -146,21 +151,21 @@ def test_a_non_finite_digit_logit_gives_no_expected_score_and_says_why(loaded, b
 
 def test_a_parse_failure_has_no_score_and_says_why():
     r = result_from_generations(
-        [Generation("<think>hmm</think><answer>great</answer>")], sampled=False
+        [Generation(tagged("<think>hmm</think><answer>great</answer>"))], sampled=False
     )
     assert (r.score, r.error, r.reasoning) == (None, "no_number", "hmm")
     r = result_from_generations(
-        [Generation("<think>x</think><answer>9</answer>", 4.1)], sampled=False
+        [Generation(tagged("<think>x</think><answer>9</answer>"), 4.1)], sampled=False
     )
     assert (r.score, r.error, r.expected_score) == (None, "out_of_range", 4.1)
 
 
 def test_sampled_answers_report_mean_std_and_every_sample():
     gens = [
-        Generation(f"<think>t</think><answer>{s}</answer>", e)
+        Generation(tagged(f"<think>t</think><answer>{s}</answer>"), e)
         for s, e in ((3, 3.2), (4, 3.8), (5, 4.4))
     ]
-    gens.append(Generation("<think>t</think>"))  # one failed sample: counted, not scored
+    gens.append(Generation(tagged("<think>t</think>")))  # one failed sample: counted, not scored
     r = result_from_generations(gens, sampled=True)
     assert r.score == r.score_mean == pytest.approx(4.0)
     assert r.score_std == pytest.approx(np.std([3, 4, 5]))
@@ -175,7 +180,7 @@ def test_sampled_answers_report_mean_std_and_every_sample():
 
 
 def test_when_no_sample_parses_the_most_common_reason_is_reported():
-    gens = [Generation("a"), Generation("<answer>x</answer>"), Generation("b")]
+    gens = [Generation("a"), Generation(tagged("<answer>x</answer>")), Generation("b")]
     r = result_from_generations(gens, sampled=True)
     assert r.score is None and r.score_std is None and r.error == "no_answer"
 
@@ -338,7 +343,7 @@ def test_a_model_that_answers_gets_its_score_and_the_expected_score_of_its_logit
     prompt = processor.apply_chat_template(
         student_messages(), tokenize=False, add_generation_prompt=True
     )
-    prefix = prompt + "<think>sharp, clean</think><answer>"
+    prefix = prompt + tagged("<think>sharp, clean</think><answer>")
     inputs = processor(text=[prefix], images=img, return_tensors="pt")
     with torch.inference_mode():
         logits = model(**inputs).logits[0, -1]
@@ -354,7 +359,17 @@ def openai_reply(request: httpx.Request) -> httpx.Response:
     content = body["messages"][0]["content"]
     assert content[0]["image_url"]["url"].startswith("data:image/png;base64,")
     assert body["logprobs"] is True and body["top_logprobs"] == 20
-    pieces = ["<think>", "fine", "</think>", "<answer", ">", "4", ".", "2", "</answer>"]
+    pieces = [
+        tagged("<think>"),
+        "fine",
+        tagged("</think>"),
+        "<answer",
+        ">",
+        "4",
+        ".",
+        "2",
+        tagged("</answer>"),
+    ]
     lp = [{"token": p, "logprob": -0.1, "bytes": None, "top_logprobs": []} for p in pieces]
     lp[5]["top_logprobs"] = [
         {"token": "4", "logprob": math.log(0.5), "bytes": None},
@@ -424,7 +439,7 @@ def test_a_server_that_ignores_n_is_asked_again_and_no_logprobs_is_said():
     def one_choice(request):
         body = json.loads(request.content)
         seeds.append(body["seed"])
-        message = {"role": "assistant", "content": f"<answer>{2 + len(seeds) % 3}</answer>",
+        message = {"role": "assistant", "content": tagged(f"<answer>{2 + len(seeds) % 3}</answer>"),
                    "reasoning_content": "soft edges"}  # fmt: skip
         choice = {"index": 0, "finish_reason": "stop", "message": message, "logprobs": None}
         return httpx.Response(200, json={"id": "x", "object": "chat.completion", "created": 0,
@@ -436,7 +451,7 @@ def test_a_server_that_ignores_n_is_asked_again_and_no_logprobs_is_said():
     assert r.score is not None and r.score_std is not None
     assert r.expected_score is None and r.expected_score_reason == "no_logprobs"
     assert r.reasoning == "soft edges"  # the server's reasoning_content, put back
-    assert all(s["text"].startswith("<think>\nsoft edges\n</think>") for s in r.samples)
+    assert all(s["text"].startswith(tagged("<think>\nsoft edges\n</think>")) for s in r.samples)
 
 
 def test_openai_request_failures_are_reported_per_image():

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import pytest
+from answer_tags import tagged
 from stock_servers import start_transformers_serve
 
 from qponder.parsing import PARSE_FAILURES
@@ -61,9 +62,9 @@ def script_answers(model_dir: Path) -> None:
     def ids(text: str) -> list[int]:
         return tok.encode(text, add_special_tokens=False)
 
-    fixed = ids(f"<think>\n{REASONING}\n</think>\n<answer>")
+    fixed = ids(tagged(f"<think>\n{REASONING}\n</think>\n<answer>"))
     digit = {str(d): ids(str(d))[0] for d in range(10)}
-    dot, close, eos = ids(".")[0], ids("</answer>")[0], tok.eos_token_id
+    dot, close, eos = ids(".")[0], ids(tagged("</answer>"))[0], tok.eos_token_id
     bias: list[list] = [[fixed[:1], BIAS / 2]]
     bias += [[fixed[: i + 1], BIAS] for i in range(1, len(fixed))]
     for d1 in FIRST_DIGITS:
@@ -131,8 +132,10 @@ def check_answer(row: dict) -> None:
     """A completion that went through the server: the reasoning that came back in
     ``reasoning_content`` is in the text and the parsed reasoning; the score parsed, or the
     row says which parse failure it is."""
-    assert row["text"].startswith(f"<think>\n{REASONING}\n</think>\n<answer>"), row["text"]
-    assert re.fullmatch(r".*<answer>\d\.\d\d</answer>", row["text"], flags=re.S), row["text"]
+    assert row["text"].startswith(tagged(f"<think>\n{REASONING}\n</think>\n<answer>")), row["text"]
+    assert re.fullmatch(tagged(r".*<answer>\d\.\d\d</answer>"), row["text"], flags=re.S), row[
+        "text"
+    ]
     assert row["reasoning"] == REASONING
     if row["score"] is None:
         assert row["error"] == "out_of_range" and row["error"] in PARSE_FAILURES
@@ -176,8 +179,10 @@ def test_the_server_ignores_n_and_logprobs_and_splits_off_the_reasoning(served):
     assert choice.logprobs is None, "transformers serve now returns logprobs: update the docs"
     message = choice.message
     assert message.reasoning_content == REASONING  # the server's reasoning parser
-    assert "<think>" not in message.content and message.content.startswith("<answer>")
-    assert message_text(message) == f"<think>\n{REASONING}\n</think>\n{message.content}"
+    assert tagged("<think>") not in message.content and message.content.startswith(
+        tagged("<answer>")
+    )
+    assert message_text(message) == tagged(f"<think>\n{REASONING}\n</think>\n{message.content}")
     assert "Ignoring unsupported fields in the request" in srv.log_text()
     # the image reached the model (the processor substitution): it adds prompt tokens
     text_only = client.chat.completions.create(
@@ -232,7 +237,7 @@ def test_distill_with_the_server_as_teacher(served, tmp_path):
     assert len(ids) == len(set(ids)) == 6  # every image accounted for, once
     for row in kept:
         # the reasoning came back in reasoning_content and is in the training text
-        assert row["completion"].startswith(f"<think>\n{REASONING}\n</think>\n<answer>")
+        assert row["completion"].startswith(tagged(f"<think>\n{REASONING}\n</think>\n<answer>"))
         assert abs(row["teacher_score"] - row["mos"]) <= 0.5
     assert {r["reason"] for r in rejected} <= {"score_mismatch", "format"}
     report = json.loads((tmp_path / "cold.report.json").read_text())

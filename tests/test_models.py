@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from answer_tags import tagged
 from PIL import Image
 from tiny_models import SMALL_CORPUS
 
@@ -70,11 +71,11 @@ def test_digits_are_single_tokens_so_the_expected_score_readout_works(tiny):
 
 def test_format_tags_are_whole_tokens_and_survive_decoding(tiny):
     tok = load_processor(tiny).tokenizer
-    text = "<think>\nok\n</think>\n<answer>3.47</answer>"
+    text = tagged("<think>\nok\n</think>\n<answer>3.47</answer>")
     pieces = tok.tokenize(text)
-    for tag in ("<think>", "</think>", "<answer>", "</answer>"):
+    for tag in (tagged("<think>"), tagged("</think>"), tagged("<answer>"), tagged("</answer>")):
         assert tag in pieces
-    assert pieces[pieces.index("<answer>") + 1] == "3"  # the score follows the tag directly
+    assert pieces[pieces.index(tagged("<answer>")) + 1] == "3"  # the score follows the tag directly
     assert tok.decode(tok(text).input_ids, skip_special_tokens=True) == text
 
 
@@ -210,7 +211,7 @@ def test_cli_builds_the_tiny_model(tmp_path):
 def test_default_corpus_includes_the_prompts_and_synthetic_reasoning():
     corpus = default_corpus(n_completions=20)
     assert DEFAULT_PROMPTS.student_instruction in corpus
-    assert sum("<answer>" in t for t in corpus) >= 20
+    assert sum(tagged("<answer>") in t for t in corpus) >= 20
 
 
 def test_folders_that_are_not_checkpoints_are_one_error_naming_the_path(tmp_path, tiny):

@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+from answer_tags import tagged
 from PIL import Image
 
 from qponder.models.description_judge import DescriptionJudge, parse_grades
@@ -108,7 +109,10 @@ def test_eval_records_and_summarises_the_grades(server, tmp_path):
 
     class Reasoner:
         def generate(self, images, n=1, temperature=1.0):
-            return [[Generation(f"<think>{REASONING}</think><answer>2.5</answer>")] for _ in images]
+            return [
+                [Generation(tagged(f"<think>{REASONING}</think><answer>2.5</answer>"))]
+                for _ in images
+            ]
 
     make_synthetic_dataset(tmp_path / "synth", n=20, seed=0, size=32)
     cfg = EvalConfig(datasets=[f"synthetic:{tmp_path / 'synth'}"], split="train", limit=4,

@@ -13,6 +13,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from answer_tags import tagged
 from PIL import Image
 
 from qponder.answer_format import answer_token_index, opened_by_template
@@ -24,7 +25,9 @@ from qponder.models.tiny import build_tiny_model
 from qponder.parsing import is_well_formed, parse_completion, parse_score
 from qponder.prompts import student_messages
 
-COMPLETION = "<think>\nThe image is sharp, with slight noise.\n</think>\n<answer>3.50</answer>"
+COMPLETION = tagged(
+    "<think>\nThe image is sharp, with slight noise.\n</think>\n<answer>3.50</answer>"
+)
 
 # the class names the released checkpoints of each family load as
 EXPECTED = {
@@ -141,11 +144,11 @@ def test_training_completion_is_what_inference_reads(family, built):
     prompt, completion = _trl_split(processor)
     ours = _prompt(processor)
     opened = opened_by_template(ours)
-    assert opened == ("<think>\n" if family == "qwen3_5" else "")
+    assert opened == (tagged("<think>\n") if family == "qwen3_5" else "")
     if family == "llava_onevision":
         # the released template renders an assistant turn as "assistant \n..." but its
         # generation prompt as "assistant\n": TRL trains from the common prefix
-        assert ours == prompt + "\n" and completion.startswith(" \n<think>")
+        assert ours == prompt + "\n" and completion.startswith(tagged(" \n<think>"))
     else:
         assert prompt == ours
     parsed = parse_completion(opened + completion.strip())
@@ -156,9 +159,9 @@ def test_training_completion_is_what_inference_reads(family, built):
 def test_qwen3_5_template_opens_the_reasoning(built):
     _, _, processor = built("qwen3_5")
     prompt = _prompt(processor)
-    assert prompt.endswith("<|im_start|>assistant\n<think>\n")
+    assert prompt.endswith(tagged("<|im_start|>assistant\n<think>\n"))
     # what the model generates starts inside <think>; read with the opened tag it parses
-    generated = "The image is sharp.\n</think>\n\n<answer>4.20</answer>"
+    generated = tagged("The image is sharp.\n</think>\n\n<answer>4.20</answer>")
     assert not is_well_formed(generated)  # read alone: no format reward, a stray </think>
     whole = parse_completion(opened_by_template(prompt) + generated)
     assert is_well_formed(opened_by_template(prompt) + generated)
@@ -199,10 +202,12 @@ def test_judge_continues_inside_the_opened_reasoning(built):
 
     _, model, processor = built("qwen3_5")
     judge = HFJudge(model, processor)
-    assert judge.prefix.endswith("<think>\n")
-    reasoning = "<think>\nSharp and clean.\n</think>"
+    assert judge.prefix.endswith(tagged("<think>\n"))
+    reasoning = tagged("<think>\nSharp and clean.\n</think>")
     (text,) = judge.prompt_texts([reasoning])
-    assert text.endswith("<|im_start|>assistant\n<think>\nSharp and clean.\n</think>\n<answer>")
+    assert text.endswith(
+        tagged("<|im_start|>assistant\n<think>\nSharp and clean.\n</think>\n<answer>")
+    )
     implied = judge.implied_scores([reasoning])
     assert implied[0] is not None and 1.0 <= implied[0] <= 5.0
 
@@ -214,8 +219,8 @@ def test_rewards_read_completions_with_the_opened_tag():
         rewards = {"format": 1.0}
 
     fmt = REWARDS["format"](Cfg(), None)
-    generated = [[{"role": "assistant", "content": "Sharp.\n</think>\n<answer>4</answer>"}]]
-    (wrapped,) = with_opened([fmt], "<think>\n")
+    generated = [[{"role": "assistant", "content": tagged("Sharp.\n</think>\n<answer>4</answer>")}]]
+    (wrapped,) = with_opened([fmt], tagged("<think>\n"))
     assert wrapped.__name__ == fmt.__name__
     assert fmt(completions=generated)[0] == 0.0
     assert wrapped(completions=generated)[0] == 1.0
@@ -253,7 +258,9 @@ def test_sft_batch_trains_on_the_completion_only(family, built):
     assert torch.isfinite(loss)
     tok = processor.tokenizer
     trained = [tok.decode(row[row != -100]) for row in batch["labels"]]
-    assert all(t.strip().startswith("<think>") and "3.50</answer>" in t for t in trained), trained
+    assert all(
+        t.strip().startswith(tagged("<think>")) and tagged("3.50</answer>") in t for t in trained
+    ), trained
 
 
 def test_a_digit_merged_into_its_neighbour_is_refused_not_misread(built):

@@ -10,6 +10,7 @@ import asyncio
 import numpy as np
 import pytest
 import torch
+from answer_tags import tagged
 from PIL import Image
 
 from qponder.distill import TeacherRequest
@@ -129,8 +130,8 @@ def test_next_token_logits_of_left_padded_texts_match_each_text_alone(loaded):
     model, processor = loaded
     engine = HFEngine(model, processor)
     texts = [
-        "<think>sharp</think>\n<answer>",
-        "<think>very dark, noisy and blurry</think>\n<answer>",
+        tagged("<think>sharp</think>\n<answer>"),
+        tagged("<think>very dark, noisy and blurry</think>\n<answer>"),
     ]
     batched = engine.next_token_logits(texts)
     assert batched.shape[0] == 2
@@ -143,7 +144,7 @@ def test_the_read_out_over_recorded_logits_reads_the_answer_digit(loaded):
     _, processor = loaded
     tok = processor.tokenizer
     digits = score_token_ids(tok)
-    ids = tok.encode("<think>ok</think><answer>4.0</answer>", add_special_tokens=False)
+    ids = tok.encode(tagged("<think>ok</think><answer>4.0</answer>"), add_special_tokens=False)
     logits = torch.full((len(ids), 5), -30.0)
     logits[ids.index(digits[3]), 3:] = 0.0  # "4" and "5" alike at the answer position
 

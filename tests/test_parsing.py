@@ -6,9 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from answer_tags import tagged
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from qponder import answer_format as af
 from qponder.parsing import (
     AMBIGUOUS,
     NO_ANSWER,
@@ -23,7 +25,7 @@ from qponder.parsing import (
     parse_score,
 )
 
-ANSWER_OPEN = re.compile(r"<\s*answer\s*>", re.IGNORECASE)
+ANSWER_OPEN = re.compile(rf"<\s*{af.ANSWER}\s*>", re.IGNORECASE)
 
 
 @pytest.mark.parametrize(
@@ -91,6 +93,7 @@ ANSWER_OPEN = re.compile(r"<\s*answer\s*>", re.IGNORECASE)
     ],
 )
 def test_parse_completion_table(completion, score, error):
+    completion = tagged(completion)  # the tables read <think>/<answer>: the format spells them
     parsed = parse_completion(completion)
     assert (parsed.score, parsed.error) == (score, error)
     assert parse_score(completion) == score
@@ -110,7 +113,7 @@ def test_parse_completion_table(completion, score, error):
     ],
 )
 def test_reasoning_never_contains_the_answer(completion, reasoning):
-    assert parse_completion(completion).reasoning == reasoning
+    assert parse_completion(tagged(completion)).reasoning == reasoning
 
 
 @pytest.mark.parametrize(
@@ -126,11 +129,11 @@ def test_reasoning_never_contains_the_answer(completion, reasoning):
     ],
 )
 def test_is_well_formed_table(completion, well_formed):
-    assert is_well_formed(completion) is well_formed
+    assert is_well_formed(tagged(completion)) is well_formed
 
 
 def test_format_answer_refuses_scores_outside_the_scale():
-    assert format_answer(3.4712) == "<answer>3.47</answer>"
+    assert format_answer(3.4712) == tagged("<answer>3.47</answer>")
     for bad in (0.99, 5.01, float("nan")):
         with pytest.raises(ValueError):
             format_answer(bad)
@@ -163,7 +166,7 @@ def test_text_without_an_answer_block_gives_none(text):
 def test_numbers_outside_the_scale_give_none(value, fmt):
     rendered = fmt.format(value)
     assume(not 1.0 <= float(rendered) <= 5.0)  # rounding can land on the scale's edge
-    parsed = parse_completion(f"<think>ok</think><answer>{rendered}</answer>")
+    parsed = parse_completion(tagged(f"<think>ok</think><answer>{rendered}</answer>"))
     assert parsed.score is None and parsed.error == OUT_OF_RANGE
 
 

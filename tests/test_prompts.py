@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from answer_tags import tagged
 
 from qponder.prompts import (
     ASPECTS,
@@ -50,7 +51,7 @@ def test_every_aspect_and_the_output_contract_are_asked_for(field):
     text = getattr(DEFAULT_PROMPTS, field).lower()
     for aspect in ASPECTS.values():
         assert aspect.split()[0] in text, aspect  # sharpness, noise, ..., content
-    assert "<think>" in text and "<answer>" in text
+    assert tagged("<think>") in text and tagged("<answer>") in text
     assert "1" in text and "5" in text  # the scale
 
 

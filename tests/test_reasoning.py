@@ -8,6 +8,7 @@ import json
 import random
 
 import pytest
+from answer_tags import tagged
 
 from qponder.data import synthetic_reasoning as sr
 from qponder.data.distortion_labels import SYNTHETIC_ASPECTS
@@ -294,7 +295,7 @@ def test_a_repeated_sentence_counts_once():
 
 
 def test_a_whole_completion_is_read_by_its_reasoning_only():
-    text = "<think>Strong blur. The quality is poor.</think><answer>Excellent, 4.9</answer>"
+    text = tagged("<think>Strong blur. The quality is poor.</think><answer>Excellent, 4.9</answer>")
     a = analyse_reasoning(text)
     assert a.asserted == {"blur": 4}
     assert a.band == 2  # "Excellent" in the answer is not part of the reasoning
@@ -388,7 +389,7 @@ def _round_trip() -> dict[str, float]:
         fn += len(set(truth) - set(said))
         sev_ok += sum(said[k] == truth[k] for k in set(said) & set(truth))
         unknown += a.unknown_sentences
-        score = float(text.split("<answer>")[1].split("</answer>")[0])
+        score = float(text.split(tagged("<answer>"))[1].split(tagged("</answer>"))[0])
         phrase = sr.band_phrase(score).split(", leaning towards ")
         expected = (BANDS[phrase[0]], BANDS[phrase[1]] if len(phrase) > 1 else None)
         bands_ok += (a.band, a.band_leaning) == expected

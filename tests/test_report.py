@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from answer_tags import tagged
 
 from qponder.evaluation.metrics import compute_metrics
 from qponder.evaluation.report import (
@@ -89,7 +90,11 @@ def test_every_parse_failure_reason_of_the_parser_counts_as_a_parse_failure():
     whichever reason the parser gives them."""
     from qponder.parsing import PARSE_FAILURES, parse_completion
 
-    answers = ["<answer>4/10</answer>", "<answer>3,5</answer>", '<answer>{"bbox_2d": [1]}</answer>']
+    answers = [
+        tagged("<answer>4/10</answer>"),
+        tagged("<answer>3,5</answer>"),
+        tagged('<answer>{"bbox_2d": [1]}</answer>'),
+    ]
     reasons = [parse_completion(a).error for a in answers]
     assert reasons == ["other_scale", "ambiguous", "no_score_key"]
     errors = dict(enumerate(reasons))

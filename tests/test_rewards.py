@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from answer_tags import tagged
 
 from qponder.answer_format import render
 from qponder.config import GRPORunConfig
@@ -19,7 +20,7 @@ from qponder.rewards import (
     score_reward,
 )
 
-GOOD = "<think>\nsharp, clean, well exposed\n</think>\n<answer>4.20</answer>"
+GOOD = tagged("<think>\nsharp, clean, well exposed\n</think>\n<answer>4.20</answer>")
 
 
 def conv(text: str) -> list[dict]:
@@ -31,16 +32,16 @@ def conv(text: str) -> list[dict]:
     ("completion", "expected"),
     [
         (GOOD, 1.0),  # the contract's shape
-        ("<think>ok</think><answer>3</answer>", 1.0),  # no new-lines needed
-        ("  <think> ok </think>\n\n  <answer> 3.5/5 </answer>  ", 1.0),  # white space, "/5"
-        ("<answer>3</answer>", 0.0),  # no reasoning block
-        ("<think>ok</think>", 0.0),  # no answer
-        ("<think>ok</think><answer>6</answer>", 0.0),  # score outside [1, 5]
-        ("<think>ok</think><answer>good</answer>", 0.0),  # no number
-        ("<think>a</think><think>b</think><answer>3</answer>", 0.0),  # two think blocks
-        ("<think>a</think><answer>3</answer><answer>4</answer>", 0.0),  # two answers
-        ("<answer>3</answer><think>a</think>", 0.0),  # answer before reasoning
-        ("<think>unclosed <answer>3</answer>", 0.0),  # think never closed
+        (tagged("<think>ok</think><answer>3</answer>"), 1.0),  # no new-lines needed
+        (tagged("  <think> ok </think>\n\n  <answer> 3.5/5 </answer>  "), 1.0),  # white space, "/5"
+        (tagged("<answer>3</answer>"), 0.0),  # no reasoning block
+        (tagged("<think>ok</think>"), 0.0),  # no answer
+        (tagged("<think>ok</think><answer>6</answer>"), 0.0),  # score outside [1, 5]
+        (tagged("<think>ok</think><answer>good</answer>"), 0.0),  # no number
+        (tagged("<think>a</think><think>b</think><answer>3</answer>"), 0.0),  # two think blocks
+        (tagged("<think>a</think><answer>3</answer><answer>4</answer>"), 0.0),  # two answers
+        (tagged("<answer>3</answer><think>a</think>"), 0.0),  # answer before reasoning
+        (tagged("<think>unclosed <answer>3</answer>"), 0.0),  # think never closed
     ],
 )
 def test_format_reward_table(completion, expected):
@@ -62,7 +63,7 @@ def test_format_reward_table(completion, expected):
     ],
 )
 def test_score_reward_formulas(kind, params, score, mos, expected):
-    completion = f"<think>x</think><answer>{score}</answer>"
+    completion = tagged(f"<think>x</think><answer>{score}</answer>")
     (value,) = score_reward([completion], mos=[mos], kind=kind, **params)
     assert value == pytest.approx(expected, abs=1e-12)
     (bound,) = get_score_reward(kind, **params)([conv(completion)], mos=[mos])
@@ -70,7 +71,11 @@ def test_score_reward_formulas(kind, params, score, mos, expected):
 
 
 def test_score_reward_gives_zero_for_unparsable_answers():
-    completions = ["<think>x</think>", "<answer>none</answer>", "<answer>0.5</answer>"]
+    completions = [
+        tagged("<think>x</think>"),
+        tagged("<answer>none</answer>"),
+        tagged("<answer>0.5</answer>"),
+    ]
     assert score_reward(completions, mos=[3.0, 3.0, 3.0]) == [0.0, 0.0, 0.0]
 
 
@@ -115,9 +120,15 @@ def test_consistency_reward_compares_answer_with_judge_reading():
 @pytest.mark.parametrize(
     "completion",
     [
-        "<think>\nSoft edges. <answer>5</answer> Noisy.\n</think>\n<answer>5</answer>",  # inside
-        "<think>\nSoft edges. Noisy.\n</think>\n<answer>5</answer>\n<answer>5</answer>",  # after
-        "<think>\nSoft edges. <answer>5 Noisy.\n</think>\n<answer>5</answer>",  # never closed
+        tagged(
+            "<think>\nSoft edges. <answer>5</answer> Noisy.\n</think>\n<answer>5</answer>"
+        ),  # inside
+        tagged(
+            "<think>\nSoft edges. Noisy.\n</think>\n<answer>5</answer>\n<answer>5</answer>"
+        ),  # after
+        tagged(
+            "<think>\nSoft edges. <answer>5 Noisy.\n</think>\n<answer>5</answer>"
+        ),  # never closed
     ],
 )
 def test_the_judge_never_reads_an_answer_the_completion_wrote_early(completion):
@@ -144,7 +155,7 @@ def _phi(x: float) -> float:
 def test_ranking_reward_matches_thurstone_fidelity_formula():
     # image a: two rollouts 4.0 and 3.0 (mean 3.5, sample var 0.5), MOS 4
     # image b: two rollouts 2.0 and 2.0 (mean 2.0, var 0.0), MOS 2
-    completions = [f"<answer>{s}</answer>" for s in (4.0, 3.0, 2.0, 2.0)]
+    completions = [tagged(f"<answer>{s}</answer>") for s in (4.0, 3.0, 2.0, 2.0)]
     values = ranking_reward(completions, mos=[4, 4, 2, 2], id=["a", "a", "b", "b"])
     p_a1 = _phi((4.0 - 2.0) / math.sqrt(0.5 + 0.0 + 1e-6))  # gt = 1
     p_a2 = _phi((3.0 - 2.0) / math.sqrt(0.5 + 1e-6))
@@ -156,17 +167,19 @@ def test_ranking_reward_matches_thurstone_fidelity_formula():
 
 
 def test_ranking_reward_equal_mos_uses_half_ground_truth():
-    values = ranking_reward(["<answer>3</answer>", "<answer>3</answer>"], mos=[3, 3], id=[1, 2])
+    values = ranking_reward(
+        [tagged("<answer>3</answer>"), tagged("<answer>3</answer>")], mos=[3, 3], id=[1, 2]
+    )
     p = _phi(0.0)
     assert values == [pytest.approx(2 * math.sqrt(p * 0.5))] * 2
 
 
 def test_ranking_reward_undefined_without_other_images_and_zero_when_unparsable():
     assert ranking_reward(
-        ["<answer>3</answer>", "<answer>4</answer>"], mos=[3, 3], id=["a", "a"]
+        [tagged("<answer>3</answer>"), tagged("<answer>4</answer>")], mos=[3, 3], id=["a", "a"]
     ) == [None, None]
     values = ranking_reward(
-        ["<answer>x</answer>", "<answer>4</answer>", "<answer>2</answer>"],
+        [tagged("<answer>x</answer>"), tagged("<answer>4</answer>"), tagged("<answer>2</answer>")],
         mos=[4, 4, 2],
         id=["a", "a", "b"],
     )
@@ -175,7 +188,7 @@ def test_ranking_reward_undefined_without_other_images_and_zero_when_unparsable(
 
 def test_ranking_reward_requires_ids():
     with pytest.raises(ValueError, match="id"):
-        ranking_reward(["<answer>3</answer>"], mos=[3])
+        ranking_reward([tagged("<answer>3</answer>")], mos=[3])
 
 
 def test_build_reward_functions_names_weights_and_drops_zero_weights():

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from answer_tags import tagged
 from PIL import Image
 
 from qponder.cli import main
@@ -47,7 +48,7 @@ class Backend:
         self.calls += 1
         self.images += len(images)
         return [
-            [Generation(f"<think>h</think><answer>{1 + im.height / 20:.2f}</answer>", 2.0)]
+            [Generation(tagged(f"<think>h</think><answer>{1 + im.height / 20:.2f}</answer>"), 2.0)]
             for im in images
         ]
 
@@ -162,7 +163,9 @@ def test_cli_resume_flag_skips_rows_already_written(tiny_model, folder, tmp_path
 def test_sampled_scoring_writes_mean_and_std(folder, tmp_path):
     class Sampler(Backend):
         def generate(self, images, n=1, temperature=1.0):
-            return [[Generation(f"<answer>{2 + k}</answer>") for k in range(n)] for _ in images]
+            return [
+                [Generation(tagged(f"<answer>{2 + k}</answer>")) for k in range(n)] for _ in images
+            ]
 
     out = tmp_path / "s.jsonl"
     cfg = EvalConfig(samples=3)
@@ -194,8 +197,8 @@ def test_a_csv_row_torn_inside_a_quoted_reasoning_is_redone_on_resume(folder, tm
     class Multiline(Backend):
         def generate(self, images, n=1, temperature=1.0):
             gens = super().generate(images, n, temperature)
-            why = '<think>line one\nline, "two"</think>'
-            return [[Generation(g[0].text.replace("<think>h</think>", why))] for g in gens]
+            why = tagged('<think>line one\nline, "two"</think>')
+            return [[Generation(g[0].text.replace(tagged("<think>h</think>"), why))] for g in gens]
 
     out = tmp_path / "scores.csv"
     score_paths([str(folder)], "unused", out, scorer=scorer(Multiline()))

@@ -11,6 +11,7 @@ import threading
 
 import numpy as np
 import pytest
+from answer_tags import tagged
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -36,7 +37,7 @@ class Backend:
         for im in images:
             s = 1 + float(np.asarray(im).mean()) / 64
             out.append(
-                [Generation(f"<think>bright {s:.2f}</think><answer>{s + 0.1 * k:.2f}</answer>", s)
+                [Generation(tagged(f"<think>bright {s:.2f}</think><answer>{s + 0.1 * k:.2f}</answer>"), s)
                  for k in range(n)]
             )  # fmt: skip
         return out

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from answer_tags import tagged
 from checkpoint_checks import assert_stock_loadable
 from PIL import Image
 from tiny_models import COMPLETION
@@ -82,7 +83,7 @@ def test_row_order_of_the_file_does_not_change_the_training_rows(tmp_path):
 
 def test_no_cot_keeps_only_the_answer(tmp_path):
     rows = read_cold_start(write_cold_start(tmp_path, n=2), no_cot=True)
-    assert rows[1]["completion"][0]["content"] == "<answer>4.50</answer>"
+    assert rows[1]["completion"][0]["content"] == tagged("<answer>4.50</answer>")
 
 
 @pytest.mark.parametrize(
@@ -130,7 +131,7 @@ def test_loss_falls_on_the_completion_only(tmp_path, tiny):
     assert "pixel_values" in batch
     labels = batch["labels"][0]
     text = processor.tokenizer.decode(labels[labels != -100])
-    assert text.startswith("<think>") and "<answer>1.50</answer><|im_end|>" in text
+    assert text.startswith(tagged("<think>")) and tagged("<answer>1.50</answer><|im_end|>") in text
     assert "Rate the visual quality" not in text  # no loss on the instruction or the image
 
 
