@@ -17,7 +17,7 @@ from qponder.parsing import SCORE, parse_score
 from qponder.prompts import DEFAULT_PROMPTS
 
 ROOT = Path(qponder.__file__).resolve().parent
-_TAG = re.compile(r"<\s*/?\s*(?:think|answer)\b", re.IGNORECASE)
+_TAG = re.compile(rf"<\s*/?\s*(?:{af.THINK}|{af.ANSWER})\b", re.IGNORECASE)
 
 
 def _docstrings(tree: ast.AST) -> set[int]:
@@ -61,7 +61,7 @@ def test_the_instructions_ask_for_the_tags_the_parser_reads():
 
 def test_tag_tokens_are_the_four_tags():
     assert af.TAG_TOKENS == (af.THINK_OPEN, af.THINK_CLOSE, af.ANSWER_OPEN, af.ANSWER_CLOSE)
-    assert all(_TAG.match(t) for t in af.TAG_TOKENS)
+    assert af.TAG_TOKENS == (f"<{af.THINK}>", f"</{af.THINK}>", f"<{af.ANSWER}>", f"</{af.ANSWER}>")
 
 
 def test_render_and_split_are_inverse():
@@ -196,7 +196,8 @@ def test_opened_and_after_opened():
 
 
 def test_answer_position_from_token_strings():
-    assert af.answer_piece_index(["<answer", ">\n", "4", ".", "2"]) == 2
-    assert af.answer_piece_index(["<ans", "wer>", " ", "3"]) == 3
-    assert af.answer_piece_index(["<answer", ">3", ".5"]) is None  # digit glued to the tag
+    tag = af.ANSWER_OPEN
+    assert af.answer_piece_index([tag[:-1], ">\n", "4", ".", "2"]) == 2
+    assert af.answer_piece_index([tag[:4], tag[4:], " ", "3"]) == 3  # the tag cut anywhere
+    assert af.answer_piece_index([tag[:-1], ">3", ".5"]) is None  # digit glued to the tag
     assert af.answer_piece_index(["no", " tag"]) is None

@@ -363,7 +363,7 @@ def openai_reply(request: httpx.Request) -> httpx.Response:
         tagged("<think>"),
         "fine",
         tagged("</think>"),
-        "<answer",
+        tagged("<answer>")[:-1],  # a tokenizer's pieces: the tag, then its ">" apart
         ">",
         "4",
         ".",
