@@ -61,7 +61,8 @@ def test_the_instructions_ask_for_the_tags_the_parser_reads():
 
 def test_tag_tokens_are_the_four_tags():
     assert af.TAG_TOKENS == (af.THINK_OPEN, af.THINK_CLOSE, af.ANSWER_OPEN, af.ANSWER_CLOSE)
-    assert af.TAG_TOKENS == (f"<{af.THINK}>", f"</{af.THINK}>", f"<{af.ANSWER}>", f"</{af.ANSWER}>")
+    spelled = (f"<{af.THINK}>", f"</{af.THINK}>", f"<{af.ANSWER}>", f"</{af.ANSWER}>")
+    assert spelled == af.TAG_TOKENS
 
 
 def test_render_and_split_are_inverse():

@@ -159,7 +159,7 @@ def test_training_completion_is_what_inference_reads(family, built):
 def test_qwen3_5_template_opens_the_reasoning(built):
     _, _, processor = built("qwen3_5")
     prompt = _prompt(processor)
-    assert prompt.endswith(tagged("<|im_start|>assistant\n<think>\n"))
+    assert prompt.endswith("<|im_start|>assistant\n<think>\n")  # the template's own tag
     # what the model generates starts inside <think>; read with the opened tag it parses
     generated = tagged("The image is sharp.\n</think>\n\n<answer>4.20</answer>")
     assert not is_well_formed(generated)  # read alone: no format reward, a stray </think>
@@ -202,7 +202,7 @@ def test_judge_continues_inside_the_opened_reasoning(built):
 
     _, model, processor = built("qwen3_5")
     judge = HFJudge(model, processor)
-    assert judge.prefix.endswith(tagged("<think>\n"))
+    assert judge.prefix.endswith("<think>\n")  # the template's own tag
     reasoning = tagged("<think>\nSharp and clean.\n</think>")
     (text,) = judge.prompt_texts([reasoning])
     assert text.endswith(
