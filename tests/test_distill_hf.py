@@ -60,13 +60,14 @@ class FakeModel:
     device = "cpu"
     generation_config = type("G", (), {"eos_token_id": EOS})()
 
-    def __init__(self, fail=False):
+    def __init__(self, fail=False, fail_on=None):
         self.kwargs = []
         self.fail = fail
+        self.fail_on = fail_on  # an image index whose presence fails the call
 
     def generate(self, input_ids, **kwargs):
         self.kwargs.append(kwargs)
-        if self.fail:
+        if self.fail or any(p[0] == 100 + (self.fail_on or -999) for p in input_ids.tolist()):
             raise RuntimeError("CUDA out of memory")
         n = kwargs.get("num_return_sequences", 1)
         rows = []
@@ -131,6 +132,35 @@ def test_a_failing_batch_fails_its_images_only():
     replies = asyncio.run(ask_all(teacher, requests(3)))
     assert all(isinstance(r, TeacherError) and "out of memory" in str(r) for r in replies)
     assert teacher.stats.failures["generation"] == 3
+
+
+def test_an_image_that_fails_its_batch_fails_alone():
+    model = FakeModel(fail_on=2)
+    teacher = HFTeacher(model, FakeProcessor(), batch_size=4)
+    replies = asyncio.run(ask_all(teacher, requests(4)))
+    assert isinstance(replies[2], TeacherError) and "out of memory" in str(replies[2])
+    assert [r[0].text.split()[0] for i, r in enumerate(replies) if i != 2] == ["100", "101", "103"]
+    assert teacher.stats.failures["generation"] == 1
+
+
+@pytest.mark.slow
+def test_an_image_the_teachers_processor_refuses_is_rejected_with_its_reason(tmp_path, tiny_model):
+    from qponder.config import DistillConfig, Recipe
+    from qponder.distill import run_distillation
+
+    samples = make_samples(tmp_path / "img", [3.0, 4.0])
+    banner = tmp_path / "img" / "banner.png"
+    Image.new("RGB", (4000, 10), (9, 9, 9)).save(banner)
+    samples.append(type(samples[0])("banner", str(banner), 3.0, 3.0, "generic", "train"))
+    recipe = Recipe(
+        distill=DistillConfig(teacher="hf", model=str(tiny_model), batch_size=3, max_tokens=4)
+    )
+    report = run_distillation(recipe, samples, out=tmp_path / "c.jsonl", progress=False)
+    assert report["kept"] + report["rejected"] == 3
+    rejected = [json.loads(x) for x in (tmp_path / "c.rejected.jsonl").read_text().splitlines()]
+    (row,) = [r for r in rejected if r["id"] == "banner"]
+    assert row["reason"] == "bad_image" and row["detail"].startswith("aspect_ratio")
+    assert {r["reason"] for r in rejected if r["id"] != "banner"} <= {"format"}  # answered
 
 
 @pytest.mark.slow

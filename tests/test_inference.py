@@ -236,6 +236,42 @@ def test_a_bad_image_gives_an_error_result_and_the_others_are_scored(tmp_path):
     assert r_good.score == pytest.approx(1.8) and r_good.error is None
 
 
+def test_an_image_the_processor_refuses_gets_its_row_before_it_joins_a_batch(loaded):
+    model, processor = loaded
+    strip = Image.fromarray(np.full((10, 4000, 3), 128, dtype=np.uint8))  # a scanned strip
+    imgs = images()
+    scorer = Scorer(model, processor=processor, batch_size=4, max_new_tokens=6)
+    mixed = scorer.score_batch([imgs[0], strip, imgs[1], imgs[2]])
+    assert mixed[1].error == "bad_image:aspect_ratio" and mixed[1].score is None
+    alone = scorer.score(imgs)  # the others: as if the strip had never been there
+    assert [r.text for i, r in enumerate(mixed) if i != 1] == [r.text for r in alone]
+
+
+class PickyBackend(FakeBackend):
+    """Fails every call that holds an image narrower than ``min_width`` (as a tokenizer
+    length or a processor limit would), or every call at all."""
+
+    def __init__(self, min_width: int = 0, always: bool = False):
+        super().__init__()
+        self.min_width, self.always = min_width, always
+
+    def generate(self, imgs, n=1, temperature=1.0):
+        if self.always or any(im.width < self.min_width for im in imgs):
+            raise ValueError("input too long for the model")
+        return super().generate(imgs, n, temperature)
+
+
+def test_a_batch_that_fails_is_scored_image_by_image_and_only_the_culprit_fails():
+    backend = PickyBackend(min_width=45)
+    res = Scorer("m", backend_impl=backend, batch_size=3).score(images())  # widths 64, 96, 40
+    assert [r.error for r in res] == [None, None, "bad_image:generation_failed"]
+    assert res[0].score == pytest.approx(1 + 64 % 40 / 10)
+    assert backend.calls == [(1, 1), (1, 1)]  # after the batch failed: the good ones, alone
+    # a failure that is every image's is not an image's: it is raised
+    with pytest.raises(ValueError, match="too long"):
+        Scorer("m", backend_impl=PickyBackend(always=True), batch_size=3).score(images())
+
+
 def test_invalid_scorer_settings_are_refused():
     with pytest.raises(QponderError, match="unknown backend"):
         Scorer("m", backend="onnx")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,6 +106,22 @@ def test_cli_scores_a_folder_with_a_broken_image_into_jsonl(tiny_model, folder, 
     assert {"path", "score", "expected_score", "reasoning", "error"} <= set(rows[0])
     stats = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert (stats["images"], stats["bad_images"], stats["parse_failures"]) == (6, 1, 5)
+
+
+def test_a_panorama_gets_an_error_row_and_the_rest_of_the_folder_is_scored(tiny_model, tmp_path):
+    root = tmp_path / "photos"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    Image.fromarray(np.full((10, 4000, 3), 90, dtype=np.uint8)).save(root / "banner.png")
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(root / f"{i}.png")
+    out = tmp_path / "scores.jsonl"
+    code = main(["score", str(root), "--model", str(tiny_model), "--out", str(out), *FAST])
+    assert code == 0
+    rows = {Path(r["path"]).name: r for r in read_jsonl(out)}
+    assert sorted(rows) == ["0.png", "1.png", "2.png", "banner.png"]
+    assert rows["banner.png"]["error"] == "bad_image:aspect_ratio"
+    assert all(rows[f"{i}.png"]["text"] for i in range(3))  # generated, not failed
 
 
 def test_csv_output_has_one_row_per_file(folder, tmp_path):

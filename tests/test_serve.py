@@ -115,6 +115,26 @@ def test_score_answers_every_image_in_order_with_bad_images_as_rows(http):
         assert rows[name]["score"] is None and rows[name]["parse"] == {"ok": False, "reason": None}
 
 
+def test_an_image_the_model_refuses_changes_no_other_request(http):
+    strip = png_bytes(image("bright", width=4000, height=10))  # a banner: 400x wider than high
+
+    def one(k: int) -> httpx.Response:
+        images = [_item(str(k), DARK if k % 2 else BRIGHT)]
+        if k == 3:
+            images.insert(0, _item("strip", strip))
+        return http.post("/v1/score", json={"images": images})
+
+    with ThreadPoolExecutor(7) as pool:  # seven clients at once: they share batches
+        answers = list(pool.map(one, range(7)))
+    assert [a.status_code for a in answers] == [200] * 7
+    for k, a in enumerate(answers):
+        rows = {r["id"]: r for r in a.json()["results"]}
+        assert rows[str(k)]["score"] == (DARK_SCORE if k % 2 else BRIGHT_SCORE)
+        assert rows[str(k)]["error"] is None
+    strip_row = answers[3].json()["results"][0]
+    assert strip_row["id"] == "strip" and strip_row["error"] == "bad_image:aspect_ratio"
+
+
 def test_upload_gives_the_same_answers_as_json(http):
     files = [
         ("files", ("night.png", DARK, "image/png")),

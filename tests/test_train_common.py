@@ -21,6 +21,33 @@ def _checkpoint(run, step, complete=True):
     return path
 
 
+def test_training_rows_the_model_cannot_take_are_left_out_at_load_time(
+    tmp_path, small_tiny, caplog
+):
+    from PIL import Image
+
+    from qponder.errors import DatasetError
+    from qponder.models import load_processor
+    from qponder.train.common import usable_rows
+
+    paths = {}
+    for name, size in (("ok", (64, 48)), ("banner", (4000, 10)), ("also-ok", (48, 48))):
+        paths[name] = tmp_path / f"{name}.png"
+        Image.new("RGB", size, (120, 80, 40)).save(paths[name])
+    (tmp_path / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut")
+    rows = [{"id": n, "image": str(p)} for n, p in paths.items()]
+    rows.append({"id": "cut", "image": str(tmp_path / "cut.jpg")})
+    processor = load_processor(small_tiny)
+    with caplog.at_level(logging.WARNING, logger="qponder.train.common"):
+        kept = usable_rows(rows, processor)
+    assert [r["id"] for r in kept] == ["ok", "also-ok"]
+    assert (
+        "left out 2 of 4 training images" in caplog.text and "banner (aspect_ratio)" in caplog.text
+    )
+    with pytest.raises(DatasetError, match="no usable training image"):
+        usable_rows(rows[1:2], processor)
+
+
 def test_the_newest_complete_checkpoint_is_resumed(tmp_path):
     assert last_checkpoint(tmp_path / "none") is None
     _checkpoint(tmp_path, 5)

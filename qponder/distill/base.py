@@ -131,6 +131,11 @@ class Teacher(abc.ABC):
     async def start(self) -> None:  # noqa: B027 - an optional hook
         """Prepare inside the running event loop (resolve names, start workers)."""
 
+    def image_problem(self, image: Any) -> str | None:
+        """Why this teacher cannot take ``image`` at all (a ``bad_image`` reason, e.g. a local
+        model's processor limit), decided before it is asked; None by default."""
+        return None
+
     @abc.abstractmethod
     async def generate(self, request: TeacherRequest) -> list[TeacherReply]:
         """Return ``request.n`` replies (possibly fewer, never zero).

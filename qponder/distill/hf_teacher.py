@@ -15,6 +15,7 @@ from typing import Any
 from qponder.answer_format import opened_by_template
 from qponder.distill.base import Teacher, TeacherError, TeacherReply, TeacherRequest, downscale
 from qponder.models.generation import HFEngine, template_messages
+from qponder.models.processors import image_problem
 
 _FILL_WAIT = 0.05  # seconds a batch waits for more requests before it runs
 
@@ -87,20 +88,31 @@ class HFTeacher(Teacher):
                 batch.append(self._queue.get_nowait())
             batch = [(r, f) for r, f in batch if not f.done()]
             for n in sorted({r.n for r, _ in batch}):
-                group = [(r, f) for r, f in batch if r.n == n]
-                try:
-                    replies = await asyncio.to_thread(self._generate_batch, [r for r, _ in group])
-                except Exception as exc:  # noqa: BLE001 - e.g. out of memory: fail these images
-                    self.stats.failures["generation"] += len(group)
-                    for _, f in group:
-                        if not f.done():
-                            f.set_exception(
-                                TeacherError("generation", f"{type(exc).__name__}: {exc}")
-                            )
-                    continue
-                for (_, f), r in zip(group, replies, strict=True):
-                    if not f.done():
-                        f.set_result(r)
+                await self._answer([(r, f) for r, f in batch if r.n == n])
+
+    async def _answer(self, group: list[tuple[TeacherRequest, asyncio.Future]]) -> None:
+        """Generate for ``group`` in one call; when that fails, for each request alone, so
+        that an image the model cannot take fails alone (its reject names why)."""
+        try:
+            replies = await asyncio.to_thread(self._generate_batch, [r for r, _ in group])
+        except Exception as exc:  # noqa: BLE001 - e.g. a processor limit, out of memory
+            if len(group) > 1:
+                for one in group:
+                    await self._answer([one])
+                return
+            self.stats.failures["generation"] += 1
+            if not group[0][1].done():
+                group[0][1].set_exception(
+                    TeacherError("generation", f"{type(exc).__name__}: {exc}")
+                )
+            return
+        for (_, f), r in zip(group, replies, strict=True):
+            if not f.done():
+                f.set_result(r)
+
+    def image_problem(self, image: Any) -> str | None:
+        """Why the model's processor refuses ``image`` as the teacher is shown it, or None."""
+        return image_problem(self.processor, downscale(image, self.max_side).size)
 
     def _decoding(self) -> dict[str, Any]:
         """The teacher's sampling settings (``distill.temperature``; 0 = greedy), and nothing

@@ -315,6 +315,12 @@ class _Run:
             )
         except BadImageError as exc:
             return self._reject(sample, BAD_IMAGE, str(exc))
+        problem = self.teacher.image_problem(image)
+        if problem is not None:
+            detail = (
+                f"{problem}: the teacher's image processor refuses {image.size[0]}x{image.size[1]}"
+            )
+            return self._reject(sample, BAD_IMAGE, detail)
         mos = float(sample.mos)
         guided = self.cfg.mode == "guided"
         prompt = teacher_prompt(self.prompts, self.cfg.mode, mos if guided else None)

@@ -41,6 +41,7 @@ from qponder.endpoints import (
 )
 from qponder.errors import MissingDependencyError, QponderError
 from qponder.models import HFEngine, generation_prompt
+from qponder.models.processors import image_problem
 from qponder.models.readout import read_out, read_out_logits, read_out_pieces, readout_ids
 from qponder.parsing import DIGITS, REQUEST_FAILED
 from qponder.prompts import STUDENT_INSTRUCTION
@@ -130,6 +131,10 @@ class HFBackend:
         self.opened = opened_by_template(self.prompt)  # e.g. Qwen3.5 opens <think> itself
         self.digit_ids = readout_ids(self.tokenizer)
 
+    def image_problem(self, image: Any) -> str | None:
+        """Why the model's processor refuses ``image`` (a ``bad_image`` reason), or None."""
+        return image_problem(self.processor, image.size)
+
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
@@ -214,11 +219,16 @@ class VLLMBackend:
             )
         self.llm = llm
         self.tokenizer = llm.get_tokenizer()
-        self.prompt = generation_prompt(load_processor(model_path, cfg), instruction)
+        self.processor = load_processor(model_path, cfg)  # vLLM runs the same processor
+        self.prompt = generation_prompt(self.processor, instruction)
         self.opened = opened_by_template(self.prompt)
         self.digit_ids = readout_ids(self.tokenizer)
         self.max_new_tokens = max_new_tokens
         self.seed = seed
+
+    def image_problem(self, image: Any) -> str | None:
+        """Why the model's processor refuses ``image`` (a ``bad_image`` reason), or None."""
+        return image_problem(self.processor, image.size)
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)

@@ -21,10 +21,22 @@ from typing import Any, TypeVar
 from qponder.config import BACKENDS, EvalConfig, ModelConfig
 from qponder.errors import BadImageError, QponderError
 from qponder.inference.backends import Generation, HFBackend, OpenAIBackend, VLLMBackend
-from qponder.parsing import NO_COMPLETION, NO_LOGPROBS, parse_completion
+from qponder.parsing import BAD_IMAGE, NO_COMPLETION, NO_LOGPROBS, parse_completion
 from qponder.prompts import STUDENT_INSTRUCTION
 
 logger = logging.getLogger(__name__)
+
+# The failures of one generation call that may belong to one of its images (a processor or
+# tokenizer that refuses an input, memory for one very large image): the batch is then
+# scored image by image. Others (a broken backend, a bug) are raised at once.
+ISOLATED_ERRORS: tuple[type[BaseException], ...] = (ValueError, RuntimeError, IndexError)
+GENERATION_FAILED = "generation_failed"  # bad_image reason: the image alone failed the model
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}"
+
 
 T = TypeVar("T")
 
@@ -274,10 +286,40 @@ class Scorer:
         samples = self.samples if samples is None else samples
         if samples < 1 or (samples > 1 and self.temperature <= 0):
             raise QponderError(f"samples={samples} needs samples >= 1 (and > 1 a temperature > 0)")
+        check = getattr(self.backend, "image_problem", None)
+        problems = [check(im) if check else None for im in images]
+        good = [im for im, p in zip(images, problems, strict=True) if p is None]
+        results = iter(self._generate_isolated(good, samples))
+        return [ScoreResult.failed(f"{BAD_IMAGE}:{p}") if p else next(results) for p in problems]
+
+    def _generate_isolated(self, images: list[Any], samples: int) -> list[ScoreResult]:
+        """Results for ``images`` from one generation call; when that call fails, from one
+        call per image, so that an image the model cannot take (an input its processor or
+        tokenizer refuses) gets its error row and the others their scores. A failure of
+        every image alone is not the images': it is raised."""
         if not images:
             return []
-        gens = self.backend.generate(images, n=samples, temperature=self.temperature)
+        try:
+            gens = self.backend.generate(images, n=samples, temperature=self.temperature)
+        except ISOLATED_ERRORS as exc:
+            if len(images) == 1:
+                raise
+            logger.warning("a batch of %d failed (%s); scoring its images one by one",
+                           len(images), _first_line(exc))  # fmt: skip
+            alone = [self._generate_alone(im, samples) for im in images]
+            if all(r is None for r in alone):
+                raise
+            return [ScoreResult.failed(f"{BAD_IMAGE}:{GENERATION_FAILED}") if r is None else r
+                    for r in alone]  # fmt: skip
         return [result_from_generations(g, sampled=samples > 1) for g in gens]
+
+    def _generate_alone(self, image: Any, samples: int) -> ScoreResult | None:
+        try:
+            (gens,) = self.backend.generate([image], n=samples, temperature=self.temperature)
+        except ISOLATED_ERRORS as exc:
+            logger.warning("an image failed on its own: %s", _first_line(exc))
+            return None
+        return result_from_generations(gens, sampled=samples > 1)
 
     def score(self, images: Sequence[Any]) -> list[ScoreResult]:
         """Score RGB images, ``batch_size`` at a time."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import weakref
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -261,3 +262,53 @@ def load_processor(path: str | os.PathLike, config: ModelConfig | None = None) -
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     return processor
+
+
+# --------------------------------------------------------------------------- image limits
+
+# image processor -> {(image size, its size settings): why it refuses, or None}
+_REFUSALS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+ASPECT_RATIO = "aspect_ratio"  # Qwen-style processors refuse sides more than 200x apart
+PROCESSOR_REFUSED = "processor_refused"  # any other refusal of the image processor
+
+
+def image_problem(processor: Any, size: tuple[int, int]) -> str | None:
+    """Why the model's own image processor refuses an image of ``size`` (width, height), as
+    a ``bad_image`` reason (:data:`ASPECT_RATIO`, :data:`PROCESSOR_REFUSED`); None when it
+    takes it.
+
+    Decided by the processor itself, on a blank image of that size (its limits depend on
+    the size alone), once per size and settings: a panorama or a scanned strip gets its
+    error row before it joins a batch, instead of failing every image batched with it.
+    A processor that fails for another reason than the image (a ``TypeError``, say) is not
+    taken as a refusal: the batch then fails, and the scorer isolates the image there.
+
+    Example:
+        >>> image_problem(object(), (4000, 10)) is None  # no image processor: nothing to ask
+        True
+    """
+    ip = getattr(processor, "image_processor", None)
+    if ip is None:
+        return None
+    try:
+        cache = _REFUSALS.setdefault(ip, {})
+    except TypeError:  # not weak-referenceable: ask every time
+        cache = {}
+    key = (tuple(size), repr(getattr(ip, "size", None)))
+    if key not in cache:
+        cache[key] = _refusal(ip, key[0])
+    return cache[key]
+
+
+def _refusal(image_processor: Any, size: tuple[int, int]) -> str | None:
+    from PIL import Image
+
+    try:
+        image_processor(images=[Image.new("RGB", size)], return_tensors="np")
+    except ValueError as exc:
+        reason = ASPECT_RATIO if "aspect ratio" in str(exc).lower() else PROCESSOR_REFUSED
+        logger.warning("the image processor refuses %dx%d images: %s", *size, str(exc)[:200])
+        return reason
+    except Exception as exc:  # noqa: BLE001 - not the image's fault: leave it to the batch
+        logger.debug("image processor check of %s failed: %s", size, exc)
+    return None

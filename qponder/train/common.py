@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from qponder.config import ConfigError, LoraSettings, ModelConfig, Recipe, recipe_to_dict
-from qponder.errors import QponderError
+from qponder.errors import DatasetError, QponderError
 from qponder.runfiles import lock_run_dir, save_run_files
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,37 @@ def image_dataset(rows: list[dict[str, Any]]):
     import datasets
 
     return datasets.Dataset.from_list(rows).with_transform(_decode_images)
+
+
+def usable_rows(rows: list[dict[str, Any]], processor: Any) -> list[dict[str, Any]]:
+    """The training rows whose image loads and is taken by the policy's processor; the
+    others are left out with a count (logged, with a few of them and why), so that a run
+    never meets them at step N.
+
+    Raises:
+        DatasetError: When no row is left.
+    """
+    from qponder.data import load_image
+    from qponder.errors import BadImageError
+    from qponder.models.processors import image_problem
+
+    keep, dropped = [], []
+    for row in rows:
+        try:
+            problem = image_problem(processor, load_image(row["image"]).size)
+        except BadImageError as exc:
+            problem = exc.reason
+        if problem is None:
+            keep.append(row)
+        else:
+            dropped.append(f"{row.get('id', row['image'])} ({problem})")
+    if dropped:
+        logger.warning("left out %d of %d training images the model cannot take: %s%s",
+                       len(dropped), len(rows), ", ".join(dropped[:5]),
+                       ", ..." if len(dropped) > 5 else "")  # fmt: skip
+    if not keep:
+        raise DatasetError(f"no usable training image: all {len(rows)} were left out")
+    return keep
 
 
 def lora_config(lora: LoraSettings, freeze_vision: bool = False):

@@ -26,6 +26,7 @@ from qponder.train.common import (
     require_model,
     run_directory,
     trl_args,
+    usable_rows,
 )
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,15 @@ def build_dataset(samples: Iterable[Any], instruction: str):
     Raises:
         DatasetError: When there are no samples or an image is missing.
     """
+    return image_dataset(training_rows(samples, instruction))
+
+
+def training_rows(samples: Iterable[Any], instruction: str) -> list[dict[str, Any]]:
+    """The rows of :func:`build_dataset`, image paths not yet decoded.
+
+    Raises:
+        DatasetError: When there are no samples or an image is missing.
+    """
     from qponder.prompts import student_messages
 
     prompt = student_messages(instruction)
@@ -54,7 +64,7 @@ def build_dataset(samples: Iterable[Any], instruction: str):
         )
     if not rows:
         raise DatasetError("GRPO needs at least one training image; the dataset is empty")
-    return image_dataset(rows)
+    return rows
 
 
 def _check_vllm(opts: dict[str, Any]) -> None:
@@ -130,7 +140,7 @@ def train(
     require_model(recipe)
     with run_directory(recipe, out) as out:
         instruction = load_prompts(recipe.prompts).student_instruction
-        train_ds = build_dataset(samples, instruction)
+        rows = training_rows(samples, instruction)  # checked before anything loads
         policy_path = str(recipe.model.path)
         opts = {**recipe.grpo.trl, "reward_weights": reward_weights(recipe.grpo.rewards)}
         # TRL's own checks (e.g. num_generations dividing the batch) before the judge loads;
@@ -146,6 +156,7 @@ def train(
         # the weights come from grpo.rewards alone (config refuses grpo.trl.reward_weights)
         args = trl_args(GRPOConfig, {**opts, "reward_weights": weights}, recipe, out, max_steps)
         model, processor, merged_adapter = load_policy(recipe)
+        train_ds = image_dataset(usable_rows(rows, processor))  # never an unusable image at step N
         # a thinking template (Qwen3.5) opens <think> in the prompt: rewards read it back
         opened = opened_by_template(generation_prompt(processor, instruction))
         single_image_inputs(processor)

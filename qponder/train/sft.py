@@ -27,6 +27,7 @@ from qponder.train.common import (
     require_model,
     run_directory,
     trl_args,
+    usable_rows,
 )
 
 logger = logging.getLogger(__name__)
@@ -144,12 +145,13 @@ def run(
 
     require_model(recipe)
     with run_directory(recipe, out) as out:
-        train = build_dataset(read_cold_start(data, no_cot=recipe.sft.no_cot))
+        rows = read_cold_start(data, no_cot=recipe.sft.no_cot)  # checked before anything loads
         # the TRL config first: under DeepSpeed ZeRO-3 it makes from_pretrained load sharded
         args = trl_args(
             SFTConfig, recipe.sft.trl, recipe, out, max_steps, defaults={"max_length": None}
         )
         model, processor, merged_adapter = load_policy(recipe)
+        train = build_dataset(usable_rows(rows, processor))  # never an unusable image at step N
         trainer = SFTTrainer(
             model=model,
             args=args,
