@@ -233,6 +233,72 @@ def test_folders_that_are_not_checkpoints_are_one_error_naming_the_path(tmp_path
         load_model(torn)
 
 
+# issue 25: a mistyped folder was tried on the hub (25 s of retries, then a connection error)
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("runs/nope", "runs/ is a local folder, so this is read as a path"),
+        ("runs/sft/final", "it is written as a path"),
+        ("./final", "it is written as a path"),
+        ("~/final", "it is written as a path"),
+        ("/no/such/final", "it is written as a path"),
+    ],
+)
+def test_a_path_that_exists_nowhere_fails_at_once_online_too(value, why, tmp_path, monkeypatch):
+    from qponder.models.checkpoint import check_model_path
+
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # the hub could be asked: the value is not for it
+    with pytest.raises(QponderError) as info:
+        check_model_path(value)
+    assert str(info.value) == (
+        f"{value}: no such model folder ({why}; a hub id such as org/name needs the network "
+        "and no local folder of that name)"
+    )
+
+
+def test_what_may_be_a_hub_id_is_left_to_the_hub_unless_offline_and_not_cached(
+    tmp_path, monkeypatch
+):
+    import huggingface_hub.constants
+
+    from qponder.models.checkpoint import check_model_path
+
+    monkeypatch.chdir(tmp_path)
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--org--cached" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (cache / "models--org--cached" / "refs").mkdir()
+    (cache / "models--org--cached" / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    for value in ("org/name", "gpt2", "org/cached"):
+        check_model_path(value)  # the hub may have it
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    check_model_path("org/cached")  # offline, from the cache, as transformers loads it
+    for value in ("org/name", "gpt2"):
+        with pytest.raises(QponderError, match=rf"^{value}: no such model folder \(HF_HUB_OFFLINE"):
+            check_model_path(value)
+
+
+def test_an_adapter_whose_base_exists_nowhere_names_the_base(tmp_path, monkeypatch):
+    from qponder.models.checkpoint import check_model_path
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    missing = tmp_path / "gone" / "base"
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": str(missing)})
+    )
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    with pytest.raises(QponderError, match=rf"^{missing}: no such model folder"):
+        check_model_path(adapter)
+    with pytest.raises(QponderError, match=rf"^{missing}: no such model folder"):
+        load_model(adapter)
+
+
 def test_the_tiny_checkpoint_carries_what_stock_loaders_need(tiny):
     from checkpoint_checks import assert_stock_loadable
 

@@ -285,6 +285,19 @@ def test_a_folder_that_is_not_a_checkpoint_is_one_error(folder, tmp_path, capsys
     assert "empty: not a model checkpoint (no config.json)" in err and "Traceback" not in err
 
 
+def test_a_mistyped_model_folder_is_one_error_at_once(folder, tmp_path, monkeypatch, capsys):
+    # issue 25: runs/nope (runs/ exists) was tried on the hub: 25 s of retries, then
+    # "cannot load a model (We couldn't connect to 'https://huggingface.co' ...)"
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    out = tmp_path / "s.jsonl"
+    assert main(["score", str(folder), "--model", "runs/nope", "--out", str(out)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("qponder score: error: runs/nope: no such model folder (runs/ is")
+    assert "org/name needs the network" in line
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
 def test_data_parallel_score_under_accelerate_launch_splits_the_files(

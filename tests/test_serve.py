@@ -308,6 +308,8 @@ def _served_recipe(monkeypatch, *argv: str):
     import qponder.serve
 
     seen = []
+    # "m" may be a hub name when the hub can be asked (it is not: serve is replaced)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(qponder.serve, "serve", lambda recipe, model: seen.append((recipe, model)))
     assert main(["serve", *argv]) == 0
     ((recipe, model),) = seen
@@ -351,7 +353,16 @@ def test_serve_flags_set_recipe_keys_and_an_absent_flag_keeps_the_recipes(monkey
     assert recipe.serve.access_log is False
 
 
+def _checkpoint_like(folder):
+    """A folder that passes the checks made before the server listens (a config.json), but
+    holds no model that loads."""
+    folder.mkdir(exist_ok=True)
+    (folder / "config.json").write_text("{}")
+    return folder
+
+
 def test_a_taken_port_is_one_line_exit_2(tmp_path, capsys):
+    _checkpoint_like(tmp_path)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
@@ -362,13 +373,39 @@ def test_a_taken_port_is_one_line_exit_2(tmp_path, capsys):
 
 
 def test_a_model_that_does_not_load_stops_the_server_with_exit_2(tmp_path, capsys):
-    code = main(["serve", "--model", str(tmp_path / "nothing"), "--port", str(free_port())])
+    folder = _checkpoint_like(tmp_path / "nothing")  # fails in the background, once listening
+    code = main(["serve", "--model", str(folder), "--port", str(free_port())])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("qponder serve: error:")
-    assert "nothing" in err[-1]
+    assert "nothing: cannot load a model" in err[-1]
+
+
+@pytest.mark.parametrize(
+    ("model", "offline"),
+    [("runs/nope", False), ("./nope", False), ("runs/nope", True), ("nope", True)],
+)
+def test_a_model_that_exists_nowhere_fails_before_the_server_listens(
+    model, offline, tmp_path, monkeypatch, capsys
+):
+    # issue 25: runs/nope was tried on the hub for 25 s, after the server had started
+    import qponder.serve.server
+
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    if offline:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    else:  # the hub could be asked, but the value is a path
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+    started = []
+    monkeypatch.setattr(qponder.serve.server, "run_server", lambda *a, **k: started.append(a))
+    assert main(["serve", "--model", model, "--port", str(free_port())]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"qponder serve: error: {model}: no such model folder (")
+    assert "hub id" in line and started == []
 
 
 def test_a_missing_api_key_variable_is_refused(tmp_path, capsys, monkeypatch):
+    _checkpoint_like(tmp_path)
     monkeypatch.delenv("QPONDER_NO_SUCH_KEY", raising=False)
     code = main(["serve", "--model", str(tmp_path), "--api-key-env", "QPONDER_NO_SUCH_KEY"])
     assert code == 2

@@ -41,8 +41,16 @@ def make_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
 
 
 def run(args: argparse.Namespace) -> int:
-    """``qponder serve``: listen, load the model in the background, serve until interrupted."""
+    """``qponder serve``: listen, load the model in the background, serve until interrupted.
+
+    A model that is not there fails before the server listens: once it does, the model
+    loads in the background and its error would come after the server had started."""
     from qponder.serve import serve
 
-    serve(load_command_recipe(args), args.model)
+    recipe = load_command_recipe(args)
+    if recipe.eval.backend != "openai":  # openai: --model is the served name, not a path
+        from qponder.models.checkpoint import check_model_path
+
+        check_model_path(args.model)
+    serve(recipe, args.model)
     return 0

@@ -204,6 +204,9 @@ class VLLMBackend:
 
         cfg = model_config or ModelConfig()
         if llm is None:
+            from qponder.models.checkpoint import check_model_path
+
+            check_model_path(model_path)  # vLLM would try a mistyped folder on the hub
             mm = {
                 k: getattr(cfg, k)
                 for k in ("min_pixels", "max_pixels")
