@@ -484,8 +484,46 @@ def test_split_file_that_does_not_cover_the_dataset_is_an_error(tmp_path):
 
 def test_unknown_split_name_is_refused(tmp_path):
     _kadid(tmp_path)
-    with pytest.raises(DatasetError, match="unknown split 'validation'"):
+    with pytest.raises(
+        DatasetError, match="unknown split 'validation': expected train, val, test, all"
+    ):
         load_dataset(f"kadid:{tmp_path}", "validation")
+
+
+def test_split_all_is_every_sample(tmp_path):
+    _kadid(tmp_path, n_refs=5)
+    every = load_dataset(f"kadid:{tmp_path}", "all")
+    assert [s.id for s in every] == [s.id for s in load_dataset(f"kadid:{tmp_path}")]
+    assert len(every) == 15 and every.split is None
+    assert every.describe_selection() == "every sample, no split selected: 15 of 15 samples"
+
+
+def test_each_load_says_how_its_split_was_chosen(tmp_path):
+    # issue 25: a generic CSV without a split column was evaluated on a seeded 20 % silently
+    rows = "".join(f"{i}.png,{1 + i % 4}\n" for i in range(20))
+    (tmp_path / "drawn.csv").write_text("image,mos\n" + rows)
+    drawn = load_dataset(f"generic:{tmp_path / 'drawn.csv'}", "test", split_seed=2)
+    assert (len(drawn), drawn.total, drawn.drawn) == (4, 20, 4)
+    assert drawn.describe_selection() == (
+        f"split test drawn with seed 2 (kept in {drawn.split_file}): 4 of 20 samples"
+    )
+    given = "".join(f"{i}.png,3,{'test' if i < 5 else 'train'}\n" for i in range(20))
+    (tmp_path / "given.csv").write_text("image,mos,split\n" + given)
+    official = load_dataset(f"generic:{tmp_path / 'given.csv'}", "test")
+    assert official.describe_selection() == "split test as the labels give it: 5 of 20 samples"
+    half = "".join(f"{i}.png,3,{'test' if i < 5 else ''}\n" for i in range(20))
+    (tmp_path / "half.csv").write_text("image,mos,split\n" + half)
+    mixed = load_dataset(f"generic:{tmp_path / 'half.csv'}", "test")
+    assert mixed.describe_selection() == (
+        f"split test, 5 as the labels give it and {mixed.drawn} drawn with seed 0 "
+        f"(kept in {mixed.split_file}): {5 + mixed.drawn} of 20 samples"
+    )
+    assert mixed.drawn == 3  # 20 % of the 15 open rows
+    _biq(tmp_path / "BIQ2021")  # val is carved from the official train split with the seed
+    val = load_dataset(f"biq2021:{tmp_path / 'BIQ2021'}", "val")
+    assert val.describe_selection().startswith("split val drawn with seed 0 (kept in ")
+    test = load_dataset(f"biq2021:{tmp_path / 'BIQ2021'}", "test")
+    assert test.describe_selection() == "split test as the labels give it: 5 of 25 samples"
 
 
 # --------------------------------------------------------------------------- specs, images

@@ -18,7 +18,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
     p = subparsers.add_parser("distill", help="stage 1: distil cold-start reasoning from a teacher")
     add_run_args(p)
     p.add_argument("--dataset", required=True, help="NAME:PATH of the training images")
-    p.add_argument("--split", default="train", help="dataset split (default train)")
+    p.add_argument("--split", default="train", help="train|val|test|all (default train)")
     add_recipe_flags(p, "distill.teacher", "distill.base_url", "distill.model")
     p.add_argument("--out", required=True, help="kept records (.jsonl); rejects go beside it")
     add_recipe_flags(

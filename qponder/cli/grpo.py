@@ -16,7 +16,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
     )
     add_run_args(p)
     p.add_argument("--dataset", required=True, help="NAME:PATH of the training images")
-    p.add_argument("--split", default="train")
+    p.add_argument("--split", default="train", help="train|val|test|all (default train)")
     add_recipe_flags(p, "model.path")
     p.add_argument("--out", required=True, help="run directory")
     add_recipe_flags(p, "grpo.trl.max_steps")

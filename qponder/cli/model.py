@@ -75,7 +75,7 @@ def _add_pretrain_vision(msub: argparse._SubParsersAction) -> None:
     )
     v.add_argument("--model", required=True, help="a Qwen-VL checkpoint folder, changed in place")
     v.add_argument("--dataset", required=True, metavar="NAME:PATH", help="images to learn from")
-    v.add_argument("--split", default="train", help="split of the dataset (default train)")
+    v.add_argument("--split", default="train", help="train|val|test|all (default train)")
     v.add_argument("--limit", type=at_least(1), default=None, help="use at most N images")
     v.add_argument(
         "--steps", type=at_least(1), default=300, help="optimisation steps (default 300)"

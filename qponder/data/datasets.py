@@ -8,7 +8,7 @@ from pathlib import Path
 from qponder.data.adapters import ADAPTERS, AdapterContext
 from qponder.data.catalog import dataset_info
 from qponder.data.labels import Collector
-from qponder.data.samples import SPLITS, LoadedDataset
+from qponder.data.samples import ALL_SAMPLES, SPLIT_CHOICES, LoadedDataset
 from qponder.data.splits import assign_splits
 from qponder.errors import DatasetError
 
@@ -69,9 +69,10 @@ def load_dataset(
 
     Args:
         spec: ``NAME:PATH`` (see :func:`parse_spec`).
-        split: ``train``, ``val`` or ``test``; ``None`` keeps every sample. The official split
-            where the dataset ships one; otherwise a seeded split that keeps all distortions of
-            one reference image on the same side, stored in a reusable split file.
+        split: ``train``, ``val`` or ``test``; ``all`` or ``None`` keeps every sample. The
+            official split where the dataset ships one; otherwise a seeded split that keeps
+            all distortions of one reference image on the same side, stored in a reusable
+            split file. :meth:`LoadedDataset.describe_selection` says which it was.
         images: Image folder, when the images are not where the adapter looks.
         on_error: ``raise`` stops at the first bad label row with a ``DatasetError`` naming
             the file and line; ``skip`` leaves bad rows out and lists them in ``skipped``.
@@ -89,8 +90,9 @@ def load_dataset(
         DatasetError: Bad spec, missing or malformed label file, bad row (``on_error="raise"``),
             an empty split, or missing images with ``require_images``.
     """
-    if split is not None and split not in SPLITS:
-        raise DatasetError(f"unknown split {split!r}: expected train, val or test")
+    if split is not None and split not in SPLIT_CHOICES:
+        raise DatasetError(f"unknown split {split!r}: expected {', '.join(SPLIT_CHOICES)}")
+    split = None if split == ALL_SAMPLES else split
     name, path = parse_spec(spec)
     info = dataset_info(name)
     collector = Collector(dataset=name, scale=info.scale, on_error=on_error)
@@ -99,6 +101,7 @@ def load_dataset(
     samples = collector.samples
     if not samples:
         raise DatasetError(f"{result.label_file}: no usable samples")
+    given = {s.id: s.split for s in samples}  # the labels' own splits, before any is drawn
     samples, used_split_file = assign_splits(
         samples,
         dataset=name,
@@ -110,6 +113,7 @@ def load_dataset(
     )
     if require_images:
         samples = _check_images_exist(samples, collector)
+    total = len(samples)
     if split is not None:
         available = sorted({s.split for s in samples if s.split})
         samples = [s for s in samples if s.split == split]
@@ -124,6 +128,10 @@ def load_dataset(
         skipped=collector.skipped,
         label_file=result.label_file,
         split_file=used_split_file,
+        split=split,
+        total=total,
+        drawn=sum(given[s.id] != s.split for s in samples),
+        split_seed=split_seed,
     )
 
 

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 SPLITS = ("train", "val", "test")
+# the split name that takes every sample (``--split all``), the same as giving no split
+ALL_SAMPLES = "all"
+SPLIT_CHOICES = (*SPLITS, ALL_SAMPLES)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,12 @@ class LoadedDataset:
         skipped: Rows left out with ``on_error="skip"``: ``{"file", "line", "reason"}``.
         label_file: The main label file that was read.
         split_file: The split file used or written for a seeded split, if any.
+        split: The split selected; None: every sample.
+        total: Samples of the dataset before the split was selected (bad rows left out).
+        drawn: How many of ``samples`` have a split drawn with ``split_seed`` (the labels
+            gave them none, or a share of the official train split became val); the
+            others have the split their labels give.
+        split_seed: Seed of the drawn split.
     """
 
     name: str
@@ -75,12 +84,33 @@ class LoadedDataset:
     skipped: list[dict] = field(default_factory=list)
     label_file: Path | None = None
     split_file: Path | None = None
+    split: str | None = None
+    total: int | None = None
+    drawn: int = 0
+    split_seed: int = 0
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __iter__(self) -> Iterator[Sample]:
         return iter(self.samples)
+
+    def describe_selection(self) -> str:
+        """Which samples were selected, how, and how many, in words, e.g. ``split test drawn
+        with seed 0 (kept in FILE): 200 of 1000 samples``."""
+        n, total = len(self.samples), self.total if self.total is not None else len(self.samples)
+        size = f"{n} of {total} samples"
+        if self.split is None:
+            return f"every sample, no split selected: {size}"
+        kept = f"kept in {self.split_file}" if self.split_file else "not saved"
+        if not self.drawn:
+            return f"split {self.split} as the labels give it: {size}"
+        if self.drawn == n:
+            return f"split {self.split} drawn with seed {self.split_seed} ({kept}): {size}"
+        return (
+            f"split {self.split}, {n - self.drawn} as the labels give it and {self.drawn} drawn "
+            f"with seed {self.split_seed} ({kept}): {size}"
+        )
 
     def split_counts(self) -> dict[str, int]:
         """Number of samples per split name (``"none"`` for unassigned samples)."""
