@@ -281,6 +281,9 @@ class GRPORunConfig:
 
 # The scoring backends of qponder.inference (eval, score, serve).
 BACKENDS: tuple[str, ...] = ("hf", "vllm", "openai")
+# What a bad label row does (qponder.data.labels.ON_ERROR): stops the load, or is left out
+# and counted (eval; data inspect and convert).
+ON_ERROR_POLICIES: tuple[str, ...] = ("raise", "skip")
 
 
 @dataclass
@@ -288,7 +291,8 @@ class EvalConfig:
     """Evaluation and scoring."""
 
     datasets: list[str] = field(default_factory=list)  # NAME:PATH specs
-    split: str | None = "test"
+    split: str | None = "test"  # train | val | test | all (every sample; also null)
+    on_error: str = "raise"  # bad label rows: one of ON_ERROR_POLICIES
     backend: str = "hf"  # one of BACKENDS
     base_url: str | None = None  # backend openai: the endpoint, e.g. http://host:8000/v1
     batch_size: int = 8
@@ -303,6 +307,10 @@ class EvalConfig:
         problems = []
         if self.backend not in BACKENDS:
             problems.append(f"eval.backend: {self.backend!r} is not {'|'.join(BACKENDS)}")
+        if self.on_error not in ON_ERROR_POLICIES:
+            problems.append(
+                f"eval.on_error: {self.on_error!r} is not {'|'.join(ON_ERROR_POLICIES)}"
+            )
         problems += [
             f"eval.{name}: must be >= 1, got {getattr(self, name)!r}"
             for name in ("batch_size", "max_new_tokens", "samples")

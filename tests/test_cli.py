@@ -99,6 +99,7 @@ def _one_line_error(capsys) -> str:
         (["--set", "grpo.rewards.speed=1"], r"grpo\.rewards\.speed: unknown reward"),
         (["--set", "grpo.consistency.judge=openai"], r"grpo\.consistency\.base_url: judge openai"),
         (["--set", "eval.backend=onnx"], r"eval\.backend: 'onnx' is not hf\|vllm\|openai"),
+        (["--set", "eval.on_error=ignore"], r"eval\.on_error: 'ignore' is not raise\|skip"),
         (["--set", "seed.x=1"], r"seed: \{.x.: 1\} is not of type"),
         (["--max-steps", "-1"], r"sft\.trl\.max_steps: must be >= 1, got -1"),
         (["--max-steps", "0"], r"sft\.trl\.max_steps: must be >= 1, got 0"),
@@ -247,7 +248,10 @@ def test_every_recipe_flag_sets_a_key_of_the_recipe_and_defaults_to_not_given():
 def test_flag_choices_are_the_configs_own_lists():
     from qponder import config
     from qponder.cli.flags import recipe_flag
+    from qponder.data.labels import ON_ERROR
 
     assert recipe_flag("eval.backend").choices is config.BACKENDS
     assert recipe_flag("distill.teacher").choices is config.TEACHERS
     assert recipe_flag("distill.mode").choices is config.DISTILL_MODES
+    assert recipe_flag("eval.on_error").choices is config.ON_ERROR_POLICIES
+    assert config.ON_ERROR_POLICIES == ON_ERROR  # the policies the label reader knows

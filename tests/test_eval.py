@@ -3,6 +3,7 @@ config with hash, environment), counts failures without scoring them, and resume
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -231,6 +232,101 @@ def test_resume_into_a_run_made_with_another_config_is_refused(synth, tmp_path):
             ModelConfig(max_pixels=4096),
             resume=True,
         )
+
+
+class AnswersTwo:
+    """Answers 2 to every image (a model that parses)."""
+
+    def generate(self, images, n=1, temperature=1.0):
+        return [[Generation(tagged("<think>Soft.</think><answer>2</answer>"))] for _ in images]
+
+
+def unsplit_csv(root, synth, n, bad=()):
+    """A generic CSV of ``n`` rows without a split column; the rows in ``bad`` (0-based) have
+    a MOS that is not a number."""
+    root.mkdir()
+    lines = ["image,mos"]
+    for i in range(n):
+        shutil.copy(synth / "images" / f"{i:05d}.png", root / f"{i}.png")
+        lines.append(f"{i}.png,{'n/a' if i in bad else 1 + i % 4}")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    return root / "labels.csv"
+
+
+def test_each_dataset_says_which_samples_are_scored_and_how_they_were_chosen(synth, tmp_path):
+    # issue 25: a CSV without a split column was evaluated on a seeded 20 %, silently
+    from qponder.data import load_dataset
+
+    labels = unsplit_csv(tmp_path / "generic", synth, 10)
+    specs = (f"synthetic:{synth}", f"generic:{labels}")
+    lines: list[str] = []
+    run = lambda out, **kw: run_eval(  # noqa: E731
+        "m", cfg_for(*specs, **kw), tmp_path / out, scorer=Scorer("m", backend_impl=AnswersTwo()),
+        announce=lines.append,
+    )  # fmt: skip
+    summary = run("test")
+    split_file = load_dataset(f"generic:{labels}").split_file
+    assert lines == [
+        "synthetic: split test as the labels give it: 8 of 40 samples",
+        f"generic: split test drawn with seed 0 (kept in {split_file}): 2 of 10 samples",
+    ]
+    assert summary["datasets"]["generic"]["n"] == 2
+    lines.clear()
+    summary = run("all", split="all", limit=10)
+    assert lines == [
+        "synthetic: every sample, no split selected: 40 of 40 samples; the first 10 scored "
+        "(limit 10)",
+        "generic: every sample, no split selected: 10 of 10 samples",
+    ]
+    assert summary["split"] == "all"
+    assert [summary["datasets"][d]["n"] for d in ("synthetic", "generic")] == [10, 10]
+
+
+def test_bad_label_rows_stop_the_run_or_are_skipped_and_counted(synth, tmp_path):
+    labels = unsplit_csv(tmp_path / "generic", synth, 8, bad={1, 4})
+    lines: list[str] = []
+    cfg = cfg_for(f"generic:{labels}", split="all")
+    with pytest.raises(QponderError, match=r"labels.csv:3: MOS 'n/a' is not a number"):
+        run_eval("m", cfg, tmp_path / "run", scorer=Scorer("m", backend_impl=AnswersTwo()))
+    skip = dataclasses.replace(cfg, on_error="skip")
+    summary = run_eval("m", skip, tmp_path / "run", scorer=Scorer("m", backend_impl=AnswersTwo()),
+                       announce=lines.append)  # fmt: skip
+    gen = summary["datasets"]["generic"]
+    assert (gen["n"], gen["n_scored"], gen["skipped_rows"]) == (6, 6, 2)
+    assert lines == [
+        "generic: every sample, no split selected: 6 of 6 samples; 2 bad label rows skipped "
+        f"(e.g. {labels}:3: MOS 'n/a' is not a number)"
+    ]
+    assert (
+        "- bad label rows skipped (not scored): 2" in (tmp_path / "run" / "report.md").read_text()
+    )
+    assert (
+        json.loads((tmp_path / "run" / "summary.json").read_text())["datasets"]["generic"][
+            "skipped_rows"
+        ]
+        == 2
+    )
+    # the policy decides no prediction: a run resumes under the other one
+    with pytest.raises(QponderError, match=r"labels.csv:3"):
+        run_eval("m", cfg, tmp_path / "run", resume=True,
+                 scorer=Scorer("m", backend_impl=AnswersTwo()))  # fmt: skip
+
+
+def test_cli_eval_on_every_sample_skipping_bad_rows_says_so(tiny_model, synth, tmp_path, capsys):
+    labels = unsplit_csv(tmp_path / "generic", synth, 3, bad={2})
+    argv = ["eval", "--model", str(tiny_model), "--dataset", f"generic:{labels}",
+            "--out", str(tmp_path / "run"), "--split", "all", "--set", "eval.max_new_tokens=4",
+            "--set", "eval.bootstrap=20"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"qponder eval: error: {labels}:4: MOS 'n/a' is not a number"
+    assert main([*argv, "--on-error", "skip", "--resume"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["datasets"]["generic"]["skipped_rows"] == 1
+    assert (
+        "qponder eval: generic: every sample, no split selected: 2 of 2 samples; 1 bad label "
+        f"row skipped (e.g. {labels}:4: MOS 'n/a' is not a number)"
+    ) in err.splitlines()
 
 
 def test_shards_of_parallel_processes_are_merged_without_duplicates(tmp_path):

@@ -9,8 +9,9 @@ import json
 import sys
 
 from qponder.cli.common import CLIError, at_least
+from qponder.config import ON_ERROR_POLICIES
 
-ON_ERROR = ["raise", "skip"]  # bad label rows: stop at the first, or skip and list them
+ON_ERROR = list(ON_ERROR_POLICIES)  # bad label rows: stop at the first, or skip and list them
 
 
 def make_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -27,7 +28,7 @@ def _add_inspect(dsub: argparse._SubParsersAction) -> None:
     q = dsub.add_parser("inspect", help="summarise a dataset: counts, MOS range, bad images")
     q.add_argument("dataset", help="NAME:PATH, e.g. koniq:/data/koniq10k or generic:labels.csv")
     q.add_argument("--images", help="image folder, when it is not where the adapter looks")
-    q.add_argument("--split", help="train|val|test (default: all)")
+    q.add_argument("--split", help="train|val|test|all (default: all)")
     q.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     q.add_argument("--plot", metavar="FILE.png", help="write a MOS histogram")
     q.add_argument("--no-check-images", action="store_true", help="skip decoding every image")
@@ -45,7 +46,7 @@ def _add_convert(dsub: argparse._SubParsersAction) -> None:
     c.add_argument("dataset", help="NAME:PATH")
     c.add_argument("--out", required=True, help="output .jsonl")
     c.add_argument("--images", help="image folder, when it is not where the adapter looks")
-    c.add_argument("--split", help="train|val|test (default: all)")
+    c.add_argument("--split", help="train|val|test|all (default: all)")
     c.add_argument("--on-error", choices=ON_ERROR, default="raise")
     c.set_defaults(func=run_convert)
 

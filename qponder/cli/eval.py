@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from qponder.cli.common import CLIError, Parser, add_run_args, at_least, is_main_process
 from qponder.cli.flags import add_recipe_flags, load_command_recipe
@@ -20,7 +21,7 @@ def make_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
     )
     add_run_args(p)
     p.add_argument("--model", required=True, help="checkpoint, or served name for --backend openai")
-    add_recipe_flags(p, "eval.datasets", "eval.split")
+    add_recipe_flags(p, "eval.datasets", "eval.split", "eval.on_error")
     p.add_argument("--out", required=True, help="run directory")
     add_recipe_flags(
         p, "eval.limit", "eval.batch_size", "eval.samples", "eval.backend", "eval.base_url"
@@ -96,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         instruction=instruction,
         judge=judges.get("judge"),
         describe_judge=judges.get("grader"),
+        announce=lambda line: print(f"qponder eval: {line}", file=sys.stderr),
     )
     if is_main_process():  # under accelerate launch, print once
         print(json.dumps(summary, indent=2))

@@ -19,6 +19,7 @@ from qponder.cli.common import at_least, positive
 from qponder.config import (
     BACKENDS,
     DISTILL_MODES,
+    ON_ERROR_POLICIES,
     TEACHERS,
     Recipe,
     ServeConfig,
@@ -102,7 +103,17 @@ RECIPE_FLAGS: tuple[RecipeFlag, ...] = (
     RecipeFlag("--max-steps", "grpo.trl.max_steps", "optimizer steps", type=int),
     # eval, score, serve: what is scored, and how
     RecipeFlag("--dataset", "eval.datasets", "NAME:PATH (repeatable)", append=True, required=True),
-    RecipeFlag("--split", "eval.split", "split to evaluate (default: test where one exists)"),
+    RecipeFlag(
+        "--split",
+        "eval.split",
+        "split to evaluate: train, val, test (default) or all (every sample)",
+    ),
+    RecipeFlag(
+        "--on-error",
+        "eval.on_error",
+        "bad label rows: stop at the first (default), or skip them, counted in the summary",
+        choices=ON_ERROR_POLICIES,
+    ),
     RecipeFlag("--limit", "eval.limit", "at most N images per dataset", type=int),
     RecipeFlag("--batch-size", "eval.batch_size", "images per model call", type=int),
     RecipeFlag("--max-batch", "eval.batch_size", "most images per model call", type=at_least(1)),

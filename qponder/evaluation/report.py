@@ -236,6 +236,8 @@ def _dataset_details(name: str, s: dict[str, Any], with_plots: bool) -> list[str
         lines.append(
             "- other errors: " + ", ".join(f"{k}: {v}" for k, v in s["other_errors"].items())
         )
+    if s.get("skipped_rows"):
+        lines.append(f"- bad label rows skipped (not scored): {s['skipped_rows']}")
     if "sample_parse_failures" in s:
         lines.append(f"- parse failures among sampled answers: {s['sample_parse_failures']}")
     if not s["n_scored"]:
@@ -336,6 +338,7 @@ def write_report_files(
     n_resamples: int = 1000,
     seed: int = 0,
     meta: dict[str, Any] | None = None,
+    dataset_meta: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write ``summary.json``, ``report.md`` and one scatter PNG per dataset into ``run_dir``.
 
@@ -347,6 +350,8 @@ def write_report_files(
         seed: Bootstrap seed.
         meta: Extra top-level entries of ``summary.json`` (model, split, ...), also listed
             under the report's title.
+        dataset_meta: Extra entries of each dataset's summary, ``{NAME: {...}}`` (eval:
+            ``skipped_rows``, the bad label rows left out), for datasets that have rows.
 
     Returns:
         The summary written to ``summary.json``.
@@ -357,6 +362,9 @@ def write_report_files(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     summary = summarize(rows, fit=fit, n_resamples=n_resamples, seed=seed)
+    for name, extra in (dataset_meta or {}).items():
+        if name in summary["datasets"]:
+            summary["datasets"][name].update(extra)
     groups = group_by_dataset(rows)
     for name, ds_summary in summary["datasets"].items():
         plot_dataset(groups[name], ds_summary, run_dir / plot_filename(name), name)

@@ -22,8 +22,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from qponder.config import EvalConfig, ModelConfig
 from qponder.data.distortion_labels import distortion_truth
@@ -57,8 +58,9 @@ PREDICTIONS = "predictions.jsonl"
 RUN_CONFIG = "run_config.json"
 # Settings that do not change any prediction: they may differ when a run is resumed
 # (--limit can grow a run, --batch-size can adapt to memory, bootstrap only affects the
-# summary, and the same served model may move to another endpoint).
-UNHASHED_EVAL_KEYS = ("batch_size", "limit", "bootstrap", "base_url")
+# summary, and the same served model may move to another endpoint; on_error decides only
+# whether a bad label row stops the run, and a row it skips has no prediction either way).
+UNHASHED_EVAL_KEYS = ("batch_size", "limit", "bootstrap", "base_url", "on_error")
 UNHASHED_MODEL_KEYS = ("device_map",)
 
 
@@ -114,18 +116,35 @@ def _prepare_run_dir(out: Path, run_cfg: dict[str, Any], resume: bool) -> None:
     write_json_atomic(out / ENVIRONMENT, environment_info())
 
 
-def load_eval_datasets(cfg: EvalConfig) -> list[tuple[str, list[Any]]]:
-    """Load each ``NAME:PATH`` of ``cfg.datasets`` (split and limit applied).
+class EvalDataset(NamedTuple):
+    """One dataset of a run: its name in the run, the samples scored, the bad label rows
+    left out (``on_error="skip"``)."""
+
+    name: str
+    samples: list[Any]
+    skipped_rows: int
+
+
+def load_eval_datasets(
+    cfg: EvalConfig, announce: Callable[[str], None] | None = None
+) -> list[EvalDataset]:
+    """Load each ``NAME:PATH`` of ``cfg.datasets`` (split, ``on_error`` and limit applied).
+
+    Args:
+        cfg: The datasets, split, limit and ``on_error`` policy.
+        announce: Receives one line per dataset: the split selected, how (as the labels
+            give it, or drawn with a seed and kept in a split file), how many samples of
+            how many, the limit, the bad rows skipped. Default: logged at INFO.
 
     Returns:
-        ``[(name, samples), ...]``; a name used twice gets its path's stem appended.
+        One :class:`EvalDataset` per spec; a name used twice gets its path's stem appended.
     """
     from qponder.data import load_dataset
 
     if not cfg.datasets:
         raise QponderError("no dataset: pass --dataset NAME:PATH (repeatable)")
     # the default split seed, as training uses: a drawn test split never overlaps training
-    loaded = [load_dataset(spec, split=cfg.split) for spec in cfg.datasets]
+    loaded = [load_dataset(spec, split=cfg.split, on_error=cfg.on_error) for spec in cfg.datasets]
     names = [ds.name for ds in loaded]
     out = []
     for ds in loaded:
@@ -135,8 +154,26 @@ def load_eval_datasets(cfg: EvalConfig) -> list[tuple[str, list[Any]]]:
             else f"{ds.name}:{Path(ds.spec.partition(':')[2]).stem}"
         )
         samples = ds.samples[: cfg.limit] if cfg.limit is not None else ds.samples
-        out.append((name, samples))
+        (announce or logger.info)(f"{name}: {_selection_line(ds, len(samples), cfg.limit)}")
+        out.append(EvalDataset(name, samples, len(ds.skipped)))
     return out
+
+
+def _selection_line(ds: Any, n_scored: int, limit: int | None) -> str:
+    """What :func:`load_eval_datasets` announces of one loaded dataset."""
+    line = ds.describe_selection()
+    if limit is not None and n_scored < len(ds.samples):
+        line += f"; the first {n_scored} scored (limit {limit})"
+    if ds.skipped:
+        from qponder.data.labels import where
+
+        first = ds.skipped[0]
+        rows = "row" if len(ds.skipped) == 1 else "rows"
+        line += (
+            f"; {len(ds.skipped)} bad label {rows} skipped "
+            f"(e.g. {where(first['file'], first['line'])}: {first['reason']})"
+        )
+    return line
 
 
 def _prediction_row(name: str, sample: Any, result: Any) -> dict[str, Any]:
@@ -180,12 +217,15 @@ def run_eval(
     scorer: Any = None,
     judge: Any = None,
     describe_judge: Any = None,
+    announce: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model on the datasets of ``cfg`` and write the run directory.
 
     Args:
         model: Checkpoint (``hf``/``vllm``) or served model name (``openai``).
-        cfg: Datasets (``NAME:PATH``), split, limit, backend, decoding, bootstrap.
+        cfg: Datasets (``NAME:PATH``), split, limit, ``on_error`` (bad label rows: stop,
+            or skip them and count them in each dataset's ``skipped_rows``), backend,
+            decoding, bootstrap.
         out: The run directory.
         model_config: Loading options and the image resize policy (as in training).
         resume: Continue an interrupted run: images already in ``predictions.jsonl`` are
@@ -199,6 +239,8 @@ def run_eval(
         describe_judge: A :class:`qponder.models.description_judge.DescriptionJudge`: each
             reasoning's asserted distortions are graded against the image
             (``description_grades``) and the summary gets ``description_judge``. None: none.
+        announce: Receives a line per dataset saying which samples are scored and how they
+            were chosen (:func:`load_eval_datasets`; on the main process). Default: logged.
 
     Returns:
         The summary written to ``summary.json``: ``{"datasets": {NAME: {n, n_scored, srcc,
@@ -215,11 +257,14 @@ def run_eval(
     base_url = base_url or cfg.base_url
     run_cfg = build_run_config(model, cfg, model_config, base_url, instruction)
     locks: list[Any] = []
+    skipped: dict[str, int] = {}  # dataset -> bad label rows left out (on_error="skip")
 
     def setup() -> list[tuple[str, Any]]:  # the main process, before anything is read
         locks.append(lock_run_dir(out))  # one run per directory
         _prepare_run_dir(out, run_cfg, resume)
-        return [(name, s) for name, samples in load_eval_datasets(cfg) for s in samples]
+        datasets = load_eval_datasets(cfg, announce)
+        skipped.update((d.name, d.skipped_rows) for d in datasets)
+        return [(d.name, s) for d in datasets for s in d.samples]
 
     def shard(journal: Journal, items: list[tuple[str, Any]], main: bool) -> dict[str, int]:
         _score_shard(journal, items, main, model, cfg, model_config, base_url, instruction,
@@ -229,7 +274,7 @@ def run_eval(
     try:
         run = score_in_shards(out / PREDICTIONS, setup, Journal, EVAL_KEY, shard, state)
         return on_main_process(
-            state, lambda: _summarise(out, run, run_cfg, cfg, judge, describe_judge)
+            state, lambda: _summarise(out, run, run_cfg, cfg, judge, describe_judge, skipped)
         )
     finally:
         for lock in locks:
@@ -243,8 +288,10 @@ def _summarise(
     cfg: EvalConfig,
     judge: Any,
     describe_judge: Any,
+    skipped: dict[str, int],
 ) -> dict[str, Any]:
-    """Annotate the run's rows (judges), then write the summary, report and plots."""
+    """Annotate the run's rows (judges), then write the summary, report and plots (each
+    dataset's ``skipped_rows`` from ``skipped``)."""
     from qponder.evaluation.report import write_report_files
 
     rows = select_rows(read_jsonl(out / PREDICTIONS), run.items, EVAL_KEY)
@@ -262,7 +309,10 @@ def _summarise(
         "processes": run.processes,
         "shard_sizes": run.shard_sizes,  # images each process scored in this run
     }
-    return write_report_files(out, rows, n_resamples=cfg.bootstrap, seed=cfg.seed, meta=meta)
+    extra = {name: {"skipped_rows": n} for name, n in skipped.items()}
+    return write_report_files(
+        out, rows, n_resamples=cfg.bootstrap, seed=cfg.seed, meta=meta, dataset_meta=extra
+    )
 
 
 def _judge_rows(rows: list[dict[str, Any]], judge: Any) -> bool:
