@@ -98,6 +98,52 @@ def test_runs_that_disagree_on_the_mos_are_refused(tmp_path):
         compare_runs(a, b)
 
 
+def test_a_mos_mismatch_is_shown_rounded_to_the_digits_that_differ(tmp_path):
+    # issue 25: the message printed 2.6875999999999998
+    rows = rows_for([2.6875999999999998, 3.0, 4.0], 0.1, 1)
+    for mos, shown in ((3.1876, "2.69 vs 3.19"), (2.687602, "2.687600 vs 2.687602")):
+        other = [{**r, "mos": mos if r["id"] == "0" else r["mos"]} for r in rows]
+        a, b = write_run(tmp_path / "a", rows), write_run(tmp_path / "b", other)
+        with pytest.raises(QponderError) as info:
+            compare_runs(a, b)
+        assert f"e.g. id '0': {shown};" in str(info.value)
+
+
+def test_runs_without_a_dataset_in_common_are_one_error_naming_each_runs(tmp_path, capsys):
+    a = write_run(tmp_path / "a", rows_for(MOS, 0.5, 1) + rows_for(MOS, 0.5, 2, dataset="spaq"))
+    b = write_run(tmp_path / "b", rows_for(MOS, 0.5, 3, dataset="kadid"))
+    with pytest.raises(QponderError, match="share no dataset"):
+        compare_runs(a, b)
+    assert main(["eval", "compare", str(a), str(b)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == (
+        f"qponder eval compare: error: the runs share no dataset: A ({a}) has koniq, spaq; "
+        f"B ({b}) has kadid\n"
+    )
+
+
+def test_the_table_lines_up_whatever_the_names_and_counts(tmp_path):
+    # issue 25: a long dataset name or an unpaired count pushed rows out of line
+    name = "generic:a-rather-long-name"
+    ids_a, ids_b = list(range(60)), list(range(60, 120))
+    a = write_run(tmp_path / "a", rows_for(MOS[:60], 0.5, 4, dataset=name, ids=ids_a))
+    b = write_run(tmp_path / "b", rows_for(MOS[60:], 0.5, 5, dataset=name, ids=ids_b))
+    result = compare_runs(a, b, n_resamples=50)
+    lines = format_comparison(result).splitlines()
+    header, rule, srcc, plcc = lines[3:7]
+    d = result["datasets"][name]
+    assert set(rule) == {"-"} and len(rule) == max(len(header), len(srcc), len(plcc))
+    for row, metric in ((srcc, "srcc"), (plcc, "plcc")):
+        a_text, b_text = f"{d[metric]['a']:.3f}", f"{d[metric]['b']:.3f}"
+        assert row.index(metric.upper()) == header.index("metric")  # left-aligned columns
+        assert row.index(f"{d[metric]['diff']:+.3f}") == header.index("B-A [95% CI]")
+        a_end = row.index(a_text) + len(a_text)  # right-aligned columns end together
+        assert a_end == header.index(" A ") + 2
+        assert row.index(b_text, a_end) + len(b_text) == header.index(" B ") + 2
+    assert srcc.index("60/60 unpaired") + 14 == header.index("images") + 6
+    assert lines[7].index("parse failures") == srcc.index("60/60 unpaired")  # under images
+
+
 def test_cli_prints_a_table_or_json_and_reports_a_missing_run(tmp_path, capsys):
     a = write_run(tmp_path / "a", rows_for(MOS, 1.0, 10))
     b = write_run(tmp_path / "b", rows_for(MOS, 0.3, 11))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +48,28 @@ def _scored_by_id(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def _check_same_mos(name: str, common: list[str], a: dict, b: dict) -> None:
-    bad = [i for i in common if abs(float(a[i]["mos"]) - float(b[i]["mos"])) > 1e-6]
+    bad = [i for i in common if abs(float(a[i]["mos"]) - float(b[i]["mos"])) > MOS_TOLERANCE]
     if bad:
         i = bad[0]
+        shown_a, shown_b = _distinct(float(a[i]["mos"]), float(b[i]["mos"]))
         raise QponderError(
             f"dataset {name!r}: the runs disagree on the MOS of {len(bad)} common image(s), "
-            f"e.g. id {i!r}: {a[i]['mos']} vs {b[i]['mos']}; they did not evaluate the same labels"
+            f"e.g. id {i!r}: {shown_a} vs {shown_b}; they did not evaluate the same labels"
         )
+
+
+MOS_TOLERANCE = 1e-6  # MOS values closer than this are the same label
+
+
+def _distinct(x: float, y: float) -> tuple[str, str]:
+    """``x`` and ``y`` rounded to the fewest decimals (at least 2) that tell them apart:
+    ``2.6875999999999998`` is shown as ``2.69`` next to ``3.19``, as ``2.687600`` next to
+    ``2.687602``."""
+    for digits in range(2, 12):
+        shown = f"{x:.{digits}f}", f"{y:.{digits}f}"
+        if shown[0] != shown[1]:
+            return shown
+    return repr(x), repr(y)
 
 
 def _diff(a: float | None, b: float | None) -> float | None:
@@ -193,10 +209,16 @@ def compare_runs(
         JSON-ready; ``only_in_*`` list datasets evaluated by one run only.
 
     Raises:
-        QponderError: When a run has no predictions, or the runs disagree on a MOS.
+        QponderError: When a run has no predictions, the runs share no dataset, or they
+            disagree on a MOS.
     """
     ga = group_by_dataset(load_run_predictions(run_a))
     gb = group_by_dataset(load_run_predictions(run_b))
+    if not set(ga) & set(gb):  # nothing to compare: say so, not an empty table
+        raise QponderError(
+            f"the runs share no dataset: A ({run_a}) has {', '.join(ga) or 'none'}; "
+            f"B ({run_b}) has {', '.join(gb) or 'none'}"
+        )
     return {
         "run_a": str(run_a),
         "run_b": str(run_b),
@@ -223,14 +245,25 @@ def _ci(ci: list[float] | None) -> str:
     return "" if not ci else f" [{ci[0]:+.3f}, {ci[1]:+.3f}]"
 
 
+def _compared(m: dict[str, Any]) -> list[str]:
+    """The A, B and ``B-A [95% CI]`` cells of one compared metric (``*``: the CI excludes 0)."""
+    ci = m["ci95"]
+    star = " *" if ci and (ci[0] > 0 or ci[1] < 0) else ""
+    return [_f(m["a"]), _f(m["b"]), f"{_f(m['diff'], signed=True)}{_ci(ci)}{star}"]
+
+
+_HEAD = ("dataset", "images", "metric", "A", "B", "B-A [95% CI]")
+_RIGHT = (False, True, False, True, True, False)  # numbers and counts right-aligned
+
+
 def format_comparison(result: dict[str, Any]) -> str:
     """Render :func:`compare_runs`'s result as a text table (B - A, 95% CIs).
 
-    A difference whose CI excludes 0 is marked with ``*``.
+    Every column is as wide as its widest cell or header, so a long dataset name or image
+    count never pushes a row out of line with the header. A difference whose CI excludes 0
+    is marked with ``*``.
     """
-    lines = [f"A: {result['run_a']}", f"B: {result['run_b']}", ""]
-    header = f"{'dataset':<16} {'images':>16} {'metric':<6} {'A':>7} {'B':>7}  {'B-A [95% CI]':<28}"
-    lines += [header, "-" * len(header)]
+    body: list[list[str] | str] = []  # a row of cells, or a note under the dataset's rows
     for name, d in result["datasets"].items():
         images = (
             f"{d['n_pairs']} paired"
@@ -238,25 +271,28 @@ def format_comparison(result: dict[str, Any]) -> str:
             else f"{d['a']['n_scored']}/{d['b']['n_scored']} unpaired"
         )
         for metric in COMPARED:
-            m = d[metric]
-            ci = m["ci95"]
-            star = " *" if ci and (ci[0] > 0 or ci[1] < 0) else ""
-            lines.append(
-                f"{name:<16} {images:>16} {metric.upper():<6} {_f(m['a']):>7} {_f(m['b']):>7}  "
-                f"{_f(m['diff'], signed=True)}{_ci(ci)}{star}"
-            )
+            body.append([name, images, metric.upper(), *_compared(d[metric])])
             name, images = "", ""
         desc = d.get("description")
         if desc:
-            m = desc["micro_f1"]
-            ci = m["ci95"]
-            star = " *" if ci and (ci[0] > 0 or ci[1] < 0) else ""
-            lines.append(
-                f"{'':<16} {str(desc['n_pairs']) + ' labelled':>16} {'DescF1':<6} "
-                f"{_f(m['a']):>7} {_f(m['b']):>7}  {_f(m['diff'], signed=True)}{_ci(ci)}{star}"
-            )
-        pf = f"parse failures: A {d['a']['parse_failures']}/{d['a']['n']}, B {d['b']['parse_failures']}/{d['b']['n']}"
-        lines.append(f"{'':<16} {pf}")
+            body.append(["", f"{desc['n_pairs']} labelled", "DescF1", *_compared(desc["micro_f1"])])
+        a, b = d["a"], d["b"]
+        body.append(
+            f"parse failures: A {a['parse_failures']}/{a['n']}, B {b['parse_failures']}/{b['n']}"
+        )
+    rows = [r for r in body if isinstance(r, list)]
+    widths = [max(len(cell) for cell in column) for column in zip(_HEAD, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if right else c.ljust(w)
+            for c, w, right in zip(cells, widths, _RIGHT, strict=True)
+        ).rstrip()
+
+    indent = " " * (widths[0] + 2)
+    table = [line(r) if isinstance(r, list) else indent + r for r in body]
+    rule = "-" * max(len(text) for text in [line(_HEAD), *table])
+    lines = [f"A: {result['run_a']}", f"B: {result['run_b']}", "", line(_HEAD), rule, *table]
     for key, label in (("only_in_a", "only in A"), ("only_in_b", "only in B")):
         if result[key]:
             lines.append(f"{label}: {', '.join(result[key])}")
