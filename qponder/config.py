@@ -545,6 +545,31 @@ def _is_dataclass_type(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
+_TYPE_WORDS = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
+
+
+def describe_type(tp: Any) -> str:
+    """A field's type in a user's words: ``a whole number``, ``a number``, ``true or
+    false``, ``a string``, ``a list``, ``a mapping``, ``null``, joined by "or" for a union
+    (``int | None`` is ``a whole number or null``).
+
+    Example:
+        >>> describe_type(int | None)
+        'a whole number or null'
+    """
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        words = dict.fromkeys(describe_type(a) for a in typing.get_args(tp))
+        return " or ".join(words)
+    if tp is type(None):
+        return "null"
+    if tp is list or origin is list:
+        return "a list"
+    if tp is dict or origin is dict:
+        return "a mapping"
+    return _TYPE_WORDS.get(tp, getattr(tp, "__name__", str(tp)))
+
+
 def _check_type(value: Any, tp: Any) -> bool:
     origin = typing.get_origin(tp)
     if tp is Any:
@@ -593,7 +618,7 @@ def build_dataclass(
                 continue
             kwargs[f.name] = build_dataclass(tp, value, f"{prefix}{f.name}.", problems)
         elif not _check_type(value, tp):
-            problems.append(f"{prefix}{f.name}: {value!r} is not of type {tp}")
+            problems.append(f"{prefix}{f.name}: must be {describe_type(tp)}, got {value!r}")
         else:
             kwargs[f.name] = float(value) if tp is float else value
     try:
@@ -612,7 +637,10 @@ def resolve_recipe_path(name: str | os.PathLike) -> Path:
     for cand in (CONFIG_DIR / path, CONFIG_DIR / f"{path}.yaml"):
         if cand.is_file():
             return cand
-    raise ConfigError(f"recipe {str(name)!r} not found (neither a file nor in {CONFIG_DIR})")
+    shipped = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))) or "none"
+    raise ConfigError(
+        f"recipe {str(name)!r} not found: neither a file nor a shipped recipe ({shipped})"
+    )
 
 
 def _build_extensions(
@@ -634,6 +662,60 @@ def _build_extensions(
         cls = sections.get(name)
         out[name] = build_dataclass(cls, value, f"{name}.", problems) if cls else value
     return out
+
+
+FLAGS_SOURCE = "flags"  # what an error calls the values a command's own flags set
+_PROBLEM_KEY = re.compile(r"^([A-Za-z_][\w-]*(?:\.[\w-]+)*)")
+
+
+def _key_sources(
+    data: dict[str, Any], file: str | None, overrides: list[str] | None, flags: dict[str, Any]
+) -> dict[str, str]:
+    """Dotted key -> where its value came from: ``file`` for every key of the file's
+    ``data``, ``--set`` or :data:`FLAGS_SOURCE` for the keys they set (the later source
+    wins, as in :func:`load_recipe`; a key set whole takes the place of what lies under it)."""
+    sources: dict[str, str] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for k, v in node.items():
+            sources[prefix + str(k)] = str(file)
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+
+    if file is not None:
+        walk(data, "")
+    keys = [(".".join(parse_override(item)[0]), "--set") for item in overrides or []]
+    for key, source in [*keys, *((k, FLAGS_SOURCE) for k in flags)]:
+        for under in [k for k in sources if k.startswith(key + ".")]:
+            del sources[under]
+        sources[key] = source
+    return sources
+
+
+def _problem_sources(problems: list[str], sources: dict[str, str]) -> list[str]:
+    """Where the values of ``problems`` came from (each problem starts with its dotted
+    key): the source of that key, else of the keys set under it, else of the nearest
+    section above it; in the order file, ``--set``, flags."""
+    found: list[str] = []
+    for problem in (part for text in problems for part in text.split("; ")):
+        match = _PROBLEM_KEY.match(problem)
+        if not match:
+            continue
+        key = match.group(1)
+        # a TRL option written in its section (grpo.num_generations) is checked in trl
+        names = [key, key.replace(".trl.", ".", 1)]
+        exact = [sources[n] for n in names if n in sources]
+        under = [v for k, v in sources.items() if any(k.startswith(n + ".") for n in names)]
+        above = [sources[a] for a in _sections_above(key) if a in sources][:1]
+        found += exact or under or above
+    order = {"--set": 1, FLAGS_SOURCE: 2}
+    return sorted(dict.fromkeys(found), key=lambda src: order.get(src, 0))
+
+
+def _sections_above(key: str) -> list[str]:
+    """``a.b.c`` -> ``["a.b", "a"]``: the sections a key lies in, nearest first."""
+    parts = key.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
 
 
 def load_recipe(
@@ -660,20 +742,24 @@ def load_recipe(
         The validated :class:`Recipe`.
 
     Raises:
-        ConfigError: Listing every problem found on one line, each with its dotted key.
+        ConfigError: Listing every problem found on one line, each with its dotted key,
+            after where the bad values came from: the recipe file, ``--set``, or ``flags``
+            (``invalid recipe (--set): eval.batch_size: must be a whole number, got
+            'zero'``).
     """
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     data: dict[str, Any] = {}
-    source = "defaults"
+    file = None
     if path is not None:
         rp = resolve_recipe_path(path)
-        source = str(rp)
+        file = str(rp)
         try:
             data = yaml_load(rp.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{rp}: invalid YAML: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"{rp}: a recipe must be a mapping of sections")
+    sources = _key_sources(data, file, overrides, flags)
     data = apply_overrides(data, overrides, flags)
     problems: list[str] = []
     _route_trl_keys(data, problems)
@@ -684,7 +770,13 @@ def load_recipe(
     recipe = build_dataclass(Recipe, data, "", problems)
     problems += section_problems
     if problems:
-        raise ConfigError(f"invalid recipe ({source}): " + "; ".join(problems))
+        fallback = (
+            [file]
+            if file
+            else [s for s, given in (("--set", overrides), (FLAGS_SOURCE, flags)) if given]
+        )
+        where = ", ".join(_problem_sources(problems, sources) or fallback or ["defaults"])
+        raise ConfigError(f"invalid recipe ({where}): " + "; ".join(problems))
     recipe.extensions = extensions
     return recipe
 

@@ -100,7 +100,7 @@ def _one_line_error(capsys) -> str:
         (["--set", "grpo.consistency.judge=openai"], r"grpo\.consistency\.base_url: judge openai"),
         (["--set", "eval.backend=onnx"], r"eval\.backend: 'onnx' is not hf\|vllm\|openai"),
         (["--set", "eval.on_error=ignore"], r"eval\.on_error: 'ignore' is not raise\|skip"),
-        (["--set", "seed.x=1"], r"seed: \{.x.: 1\} is not of type"),
+        (["--set", "seed.x=1"], r"\(--set\): seed: must be a whole number, got \{.x.: 1\}"),
         (["--max-steps", "-1"], r"sft\.trl\.max_steps: must be >= 1, got -1"),
         (["--max-steps", "0"], r"sft\.trl\.max_steps: must be >= 1, got 0"),
     ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qponder.config import (
+    CONFIG_DIR,
     ConfigError,
     apply_overrides,
     load_recipe,
@@ -65,11 +66,69 @@ def test_wrong_types_are_reported():
         load_recipe(None, ["eval.batch_size=many"])
 
 
+# issue 25: "'zero' is not of type <class 'int'>"
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("eval.batch_size=zero", "eval.batch_size: must be a whole number, got 'zero'"),
+        ("eval.batch_size=true", "eval.batch_size: must be a whole number, got True"),
+        ("eval.temperature=hot", "eval.temperature: must be a number, got 'hot'"),
+        ("model.lora.enabled=yes", "model.lora.enabled: must be true or false, got 'yes'"),
+        ("eval.datasets=koniq", "eval.datasets: must be a list, got 'koniq'"),
+        ("eval.limit=many", "eval.limit: must be a whole number or null, got 'many'"),
+        ("model.path=3", "model.path: must be a string or null, got 3"),
+        (
+            "model.lora.target_modules=3",
+            "model.lora.target_modules: must be a string or a list, got 3",
+        ),
+        ("grpo.rewards=1", "grpo.rewards: must be a mapping, got 1"),
+    ],
+)
+def test_a_value_of_the_wrong_type_says_what_the_key_takes(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_recipe(None, [override])
+    assert str(info.value) == f"invalid recipe (--set): {message}"
+
+
+def test_errors_say_where_the_bad_values_came_from(tmp_path):
+    # issue 25: every error said "invalid recipe (defaults)" when no file was given
+    def error(*args) -> str:
+        with pytest.raises(ConfigError) as info:
+            load_recipe(*args)
+        return str(info.value)
+
+    assert error(None, None, {"eval.batch_size": 0}) == (
+        "invalid recipe (flags): eval.batch_size: must be >= 1, got 0"
+    )
+    assert error(None, ["eval.limit=x"], {"eval.batch_size": 0}).startswith(
+        "invalid recipe (--set, flags): eval.limit: must be a whole number or null, got 'x'"
+    )
+    path = tmp_path / "r.yaml"
+    path.write_text("model: {dtype: float8}\ngrpo: {trl: {max_steps: 5}}\n")
+    assert error(path, ["eval.limit=3"]).startswith(f"invalid recipe ({path}): model.dtype:")
+    assert error(path, ["eval.limit=x", "model.dtype=auto"]).startswith(
+        "invalid recipe (--set): eval.limit: "  # the file's bad value was replaced
+    )
+    assert error(path, ["eval.limit=x"]).startswith(f"invalid recipe ({path}, --set): ")
+    # a TRL option written in its section is checked as grpo.trl.num_generations
+    assert error(None, ["model.dtype=auto", "grpo.num_generations=1"], {}) == (
+        "invalid recipe (--set): grpo.trl.num_generations: must be >= 2, got 1"
+    )
+    path.write_text("grpo: {num_generations: 1}\n")
+    assert error(path, None, {"eval.limit": 2}).startswith(f"invalid recipe ({path}): grpo.trl")
+
+
 def test_override_into_a_scalar_is_refused():
     with pytest.raises(ConfigError, match="not a section"):
         apply_overrides({"seed": 1}, ["seed.x=2"])
 
 
-def test_unknown_recipe_name_is_reported():
-    with pytest.raises(ConfigError, match="not found"):
+def test_unknown_recipe_name_is_reported_with_the_shipped_ones():
+    with pytest.raises(ConfigError) as info:
         load_recipe("no-such-recipe")
+    shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    assert "tiny-demo" in shipped and len(shipped) >= 5
+    assert str(info.value) == (
+        "recipe 'no-such-recipe' not found: neither a file nor a shipped recipe "
+        f"({', '.join(shipped)})"
+    )
