@@ -14,6 +14,30 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+# the metadata as pip builds it, warnings caught: setuptools' deprecations are shown to
+# every user of `make install` (issue 25: the `license = { text = ... }` table)
+_METADATA = """
+import sys, warnings
+import setuptools.build_meta as backend
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    print("dist-info:", backend.prepare_metadata_for_build_wheel(sys.argv[1]))
+for w in caught:
+    print(f"warning: {w.category.__name__}: {str(w.message).splitlines()[0]}")
+"""
+
+
+def test_the_package_metadata_builds_without_setuptools_warnings(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", _METADATA, str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert [w for w in lines if w.startswith("warning: ") and "Deprecation" in w] == []
+    (dist_info,) = [line.split(": ", 1)[1] for line in lines if line.startswith("dist-info: ")]
+    metadata = (tmp_path / dist_info / "METADATA").read_text()
+    assert "License-Expression: Apache-2.0" in metadata.splitlines()
+
+
 @pytest.mark.slow
 def test_the_wheel_ships_the_recipes_and_runs_outside_the_checkout(tmp_path):
     dist = tmp_path / "dist"
