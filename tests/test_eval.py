@@ -481,3 +481,19 @@ def test_a_resume_merges_what_an_interrupted_run_of_eleven_processes_left_in_ord
     assert backend.seen == 0 and summary["datasets"]["synthetic"]["n"] == 12
     assert read_jsonl(preds) == rows  # part10 merged after part9, not after part1
     assert not list(out.glob("predictions.part*"))
+
+
+def test_eval_in_a_batch_job_logs_progress_on_stderr_and_its_summary_stays_json(
+    tiny_model, synth, tmp_path
+):
+    import re
+
+    cmd = [sys.executable, "-m", "qponder.cli", "eval", "--model", str(tiny_model),
+           "--dataset", f"synthetic:{synth}", "--out", str(tmp_path / "run"), "--limit", "4",
+           "--batch-size", "2", "--set", "eval.max_new_tokens=4", "--set", "eval.bootstrap=20"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["datasets"]["synthetic"]["n"] == 4  # stdout: the JSON only
+    line = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d eval: (\d+)/4 img \(")
+    counts = [m.group(1) for m in map(line.match, proc.stderr.splitlines()) if m]
+    assert counts[0] == "2" and counts[-1] == "4", proc.stderr

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -338,3 +341,65 @@ def test_a_resume_merges_what_an_interrupted_run_of_eleven_processes_left_in_ord
     assert stats["skipped"] == 12 and backend.calls == 0
     assert read_jsonl(out) == rows  # part10 merged after part9, not after part1
     assert not list(tmp_path.glob("scores.part*"))
+
+
+# --------------------------------------------------------------------------- in a batch job
+
+PROGRESS_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d scoring: (\d+)/(\d+) img \(")
+
+
+def _score_command(tiny_model, folder, out):
+    return [sys.executable, "-m", "qponder.cli", "score", str(folder), "--model",
+            str(tiny_model), "--out", str(out), "--batch-size", "2", *FAST]  # fmt: skip
+
+
+def test_score_in_a_batch_job_writes_progress_lines_to_its_log(tiny_model, folder, tmp_path):
+    out = tmp_path / "scores.jsonl"
+    proc = subprocess.run(_score_command(tiny_model, folder, out), capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    counts = [m.groups() for m in map(PROGRESS_LINE.match, proc.stderr.splitlines()) if m]
+    # a line once the first batch is written (the job moves), and the last one at the end
+    assert counts[0] == ("2", "6") and counts[-1] == ("6", "6"), proc.stderr
+    assert "finished in" in proc.stderr and "\r" not in proc.stderr.split("scoring:", 1)[1]
+    assert json.loads(proc.stderr.splitlines()[-1])["images"] == 6  # the stats, still whole
+    assert proc.stdout == ""
+
+
+def test_score_on_a_terminal_keeps_the_bar(tiny_model, folder, tmp_path):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    # a new terminal is 0 columns wide, where tqdm draws an empty bar: give it a size
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    out = tmp_path / "scores.jsonl"
+    proc = subprocess.Popen(_score_command(tiny_model, folder, out), stderr=follower,
+                            stdout=subprocess.DEVNULL)  # fmt: skip
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed: every process that held it has ended
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert proc.wait(timeout=300) == 0, seen[-2000:]
+    text = seen.decode(errors="replace")
+    assert "scoring: 100%" in text and "6/6" in text  # tqdm's bar
+    assert not any(PROGRESS_LINE.match(line) for line in text.splitlines())
+
+
+def test_the_interval_of_the_progress_lines_is_a_parameter(folder, tmp_path, capsys):
+    score_paths([str(folder)], "unused", tmp_path / "s.jsonl", scorer=scorer(Backend()),
+                progress_interval=0)  # fmt: skip
+    lines = [
+        m.groups() for m in map(PROGRESS_LINE.match, capsys.readouterr().err.splitlines()) if m
+    ]
+    assert lines == [("2", "6"), ("4", "6"), ("6", "6")]  # one per batch of 2

@@ -36,6 +36,7 @@ from qponder.inference.parallel import (
     score_in_shards,
     select_rows,
 )
+from qponder.progress import DEFAULT_INTERVAL, Progress
 from qponder.prompts import PROMPT_VERSION, STUDENT_INSTRUCTION
 from qponder.runfiles import (
     ENVIRONMENT,
@@ -180,6 +181,7 @@ def run_eval(
     scorer: Any = None,
     judge: Any = None,
     describe_judge: Any = None,
+    progress_interval: float = DEFAULT_INTERVAL,
 ) -> dict[str, Any]:
     """Evaluate a model on the datasets of ``cfg`` and write the run directory.
 
@@ -199,6 +201,8 @@ def run_eval(
         describe_judge: A :class:`qponder.models.description_judge.DescriptionJudge`: each
             reasoning's asserted distortions are graded against the image
             (``description_grades``) and the summary gets ``description_judge``. None: none.
+        progress_interval: Seconds between two progress lines on stderr when it is not a
+            terminal (a terminal gets tqdm's bar); see :class:`qponder.progress.Progress`.
 
     Returns:
         The summary written to ``summary.json``: ``{"datasets": {NAME: {n, n_scored, srcc,
@@ -222,8 +226,8 @@ def run_eval(
         return [(name, s) for name, samples in load_eval_datasets(cfg) for s in samples]
 
     def shard(journal: Journal, items: list[tuple[str, Any]], main: bool) -> dict[str, int]:
-        _score_shard(journal, items, main, model, cfg, model_config, base_url, instruction,
-                     scorer)  # fmt: skip
+        _score_shard(journal, items, progress_interval if main else None, model, cfg,
+                     model_config, base_url, instruction, scorer)  # fmt: skip
         return {}
 
     try:
@@ -324,7 +328,7 @@ def _rewrite_predictions(out: Path, rows: list[dict[str, Any]]) -> None:
 def _score_shard(
     journal: Journal,
     shard: list[tuple[str, Any]],
-    main: bool,
+    progress_interval: float | None,
     model: str,
     cfg: EvalConfig,
     model_config: ModelConfig | None,
@@ -332,9 +336,8 @@ def _score_shard(
     instruction: str,
     scorer: Any,
 ) -> None:
-    """Score ``(dataset name, sample)`` pairs into ``journal``, a batch per write."""
-    from tqdm.auto import tqdm
-
+    """Score ``(dataset name, sample)`` pairs into ``journal``, a batch per write;
+    ``progress_interval`` None shows no progress (the processes other than the main one)."""
     from qponder.inference import Scorer
 
     if not shard:
@@ -343,7 +346,8 @@ def _score_shard(
         scorer = Scorer.from_config(
             model, cfg, model_config, base_url=base_url, instruction=instruction
         )
-    with tqdm(total=len(shard), unit="img", desc="eval", disable=None if main else True) as bar:
+    shown = progress_interval is not None
+    with Progress(len(shard), "eval", enabled=shown, interval=progress_interval or 0) as bar:
         for batch in scorer.score_items(shard, image_path=lambda item: item[1].image_path):
             journal.append([_prediction_row(name, s, r) for (name, s), r in batch])
             bar.update(len(batch))

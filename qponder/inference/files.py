@@ -19,6 +19,7 @@ from qponder.errors import QponderError
 from qponder.inference.parallel import RowKey, score_in_shards
 from qponder.inference.parallel import process_state as process_state  # its former home
 from qponder.parsing import PARSE_FAILURES
+from qponder.progress import DEFAULT_INTERVAL, Progress
 from qponder.prompts import STUDENT_INSTRUCTION
 from qponder.runfiles import AppendFile, CsvJournal, Journal, check_fresh_or_resume
 
@@ -108,6 +109,7 @@ def score_paths(
     base_url: str | None = None,
     instruction: str = STUDENT_INSTRUCTION,
     scorer: Any = None,
+    progress_interval: float = DEFAULT_INTERVAL,
 ) -> dict[str, Any]:
     """Score every image named by ``paths`` and write one row per file to ``out``.
 
@@ -126,6 +128,8 @@ def score_paths(
         base_url: Endpoint of the ``openai`` backend (default: ``cfg.base_url``).
         instruction: The student instruction (the training prompt).
         scorer: A ready :class:`~qponder.inference.Scorer` (otherwise built from ``cfg``).
+        progress_interval: Seconds between two progress lines on stderr when it is not a
+            terminal (a terminal gets tqdm's bar); see :class:`qponder.progress.Progress`.
 
     Returns:
         ``{images, scored, skipped, parse_failures, bad_images, other_errors, seconds,
@@ -153,7 +157,7 @@ def score_paths(
 
     def shard(journal: AppendFile, files: list[str], main: bool) -> dict[str, int]:
         return _score_shard(journal, files, kind, scorer, model, cfg, model_config, base_url,
-                            instruction, progress=main)  # fmt: skip
+                            instruction, progress_interval if main else None)  # fmt: skip
 
     t0 = time.perf_counter()
     run = score_in_shards(out, setup, lambda path: _journal(path, kind), PATH_KEY, shard)
@@ -180,11 +184,10 @@ def _score_shard(
     model_config: ModelConfig | None,
     base_url: str | None,
     instruction: str,
-    progress: bool,
+    progress_interval: float | None,
 ) -> dict[str, int]:
-    """Score ``shard`` into ``journal``, a batch per write; returns the outcome counts."""
-    from tqdm.auto import tqdm
-
+    """Score ``shard`` into ``journal``, a batch per write; returns the outcome counts.
+    ``progress_interval`` None shows no progress (the processes other than the main one)."""
     from qponder.inference.scorer import Scorer
 
     stats = dict.fromkeys(("scored", "parse_failures", "bad_images", "other_errors"), 0)
@@ -193,9 +196,8 @@ def _score_shard(
     scorer = scorer or Scorer.from_config(
         model, cfg, model_config, base_url=base_url, instruction=instruction
     )
-    with tqdm(
-        total=len(shard), unit="img", desc="scoring", disable=None if progress else True
-    ) as bar:
+    shown = progress_interval is not None
+    with Progress(len(shard), "scoring", enabled=shown, interval=progress_interval or 0) as bar:
         for batch in scorer.score_items(shard, image_path=lambda p: p):
             journal.append([_row(path, result, kind) for path, result in batch])
             for _, r in batch:
