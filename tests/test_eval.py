@@ -497,3 +497,13 @@ def test_eval_in_a_batch_job_logs_progress_on_stderr_and_its_summary_stays_json(
     line = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d eval: (\d+)/4 img \(")
     counts = [m.group(1) for m in map(line.match, proc.stderr.splitlines()) if m]
     assert counts[0] == "2" and counts[-1] == "4", proc.stderr
+
+
+def test_an_eval_whose_model_does_not_load_leaves_no_empty_predictions(synth, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "run"
+    argv = ["eval", "--model", str(tmp_path / "empty"), "--dataset", f"synthetic:{synth}",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    assert "not a model checkpoint" in capsys.readouterr().err
+    assert (out / "run_config.json").is_file() and not (out / "predictions.jsonl").exists()

@@ -403,3 +403,22 @@ def test_the_interval_of_the_progress_lines_is_a_parameter(folder, tmp_path, cap
         m.groups() for m in map(PROGRESS_LINE.match, capsys.readouterr().err.splitlines()) if m
     ]
     assert lines == [("2", "6"), ("4", "6"), ("6", "6")]  # one per batch of 2
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_a_score_that_fails_before_its_first_row_leaves_no_output(
+    tiny_model, folder, tmp_path, capsys, suffix
+):
+    out = tmp_path / f"scores{suffix}"
+    (tmp_path / "empty").mkdir()
+    assert main(["score", str(folder), "--model", str(tmp_path / "empty"), "--out", str(out)]) == 2
+    assert "not a model checkpoint" in capsys.readouterr().err
+    assert not out.exists()  # no empty file that looks like a result
+    # the same command with a model that loads runs, without --resume
+    assert main(["score", str(folder), "--model", str(tiny_model), "--out", str(out), *FAST]) == 0
+    # a failed resume keeps what the file holds
+    before = out.read_bytes()
+    argv = ["score", str(folder), str(tmp_path / "new.png"), "--resume", "--out", str(out)]
+    Image.new("RGB", (16, 16)).save(tmp_path / "new.png")
+    assert main([*argv, "--model", str(tmp_path / "empty")]) == 2
+    assert out.read_bytes() == before
