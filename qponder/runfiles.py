@@ -490,9 +490,13 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
 class CsvJournal(AppendFile):
     """An append-only CSV file with a header row; ``None`` is written as an empty cell.
 
+    Rows are appended in the columns of the file's own header when it has one (a file
+    written by an earlier run, with other columns, stays one table), else in ``columns``.
+
     Args:
         path: The file.
-        columns: The header; columns of a row that are not in it are dropped.
+        columns: The header of a new file; columns of a row that are not in the header
+            are dropped.
     """
 
     what = "row"
@@ -544,16 +548,28 @@ class CsvJournal(AppendFile):
             self._truncate(good, len(data) - good)
         return rows
 
+    def header(self) -> list[str] | None:
+        """The columns of the file's header row; None when the file is missing, empty, or
+        holds only a torn first line (which :meth:`recover` cuts off)."""
+        try:
+            with open(self.path, "rb") as fh:
+                first = fh.readline()
+        except FileNotFoundError:
+            return None
+        if not first.endswith(b"\n"):
+            return None
+        return next(csv.reader([_decode_line(self.path, 1, first)]), None) or None
+
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
         """Append rows in one write (the header first when the file is empty), durably."""
         buf = io.StringIO()
-        writer = csv.DictWriter(
-            buf, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n"
-        )
-        if self.path.stat().st_size == 0:
+        existing = self.header() if self.path.stat().st_size else None
+        columns = existing or self.columns
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        if existing is None:
             writer.writeheader()
         for row in rows:
-            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in self.columns})
+            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in columns})
         if buf.getvalue():
             self.write(buf.getvalue().encode("utf-8"))
 

@@ -422,3 +422,79 @@ def test_a_score_that_fails_before_its_first_row_leaves_no_output(
     Image.new("RGB", (16, 16)).save(tmp_path / "new.png")
     assert main([*argv, "--model", str(tmp_path / "empty")]) == 2
     assert out.read_bytes() == before
+
+
+# --------------------------------------------------------------------------- CSV columns
+
+
+class Sampler(Backend):
+    """k answers per image: 2, 3, 4, ... (mean 3 for k = 3); dies like Backend."""
+
+    def generate(self, images, n=1, temperature=1.0):
+        super().generate(images, n, temperature)  # counts, and dies after die_after calls
+        return [[Generation(tagged(f"<answer>{2 + k}</answer>")) for k in range(n)] for _ in images]
+
+
+def sampling_scorer(backend, samples=3):
+    return Scorer("unused", backend_impl=backend, batch_size=2, samples=samples, temperature=1.0)
+
+
+def csv_table(path):
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        return reader.fieldnames, list(reader)
+
+
+def test_csv_has_sampling_columns_only_when_sampling(folder, tmp_path):
+    greedy, sampled = tmp_path / "greedy.csv", tmp_path / "sampled.csv"
+    score_paths([str(folder / "*.png")], "unused", greedy, scorer=scorer(Backend()))
+    header, _ = csv_table(greedy)
+    assert header == ["path", "score", "expected_score", "reasoning", "error"]
+    score_paths([str(folder / "*.png")], "unused", sampled, EvalConfig(samples=3),
+                scorer=sampling_scorer(Sampler()))  # fmt: skip
+    header, rows = csv_table(sampled)
+    assert header == ["path", "score", "expected_score", "score_mean", "score_std", "reasoning",
+                      "error"]  # fmt: skip
+    assert all(float(r["score_mean"]) == 3.0 and float(r["score_std"]) > 0 for r in rows)
+
+
+def test_a_sampled_csv_killed_half_way_resumes_with_the_same_settings(folder, tmp_path):
+    out = tmp_path / "scores.csv"
+    cfg = EvalConfig(samples=3)
+    with pytest.raises(KeyboardInterrupt):
+        score_paths([str(folder)], "unused", out, cfg, scorer=sampling_scorer(Sampler(2)))
+    backend = Sampler()
+    stats = score_paths([str(folder)], "unused", out, cfg, resume=True,
+                        scorer=sampling_scorer(backend))  # fmt: skip
+    assert stats["skipped"] == 4 and backend.images == 2
+    header, rows = csv_table(out)
+    assert header[3:5] == ["score_mean", "score_std"]
+    assert sorted(r["path"] for r in rows) == sorted(expand_image_paths([str(folder)]))
+    assert all(r["score_mean"] == "3.0" for r in rows if not r["error"])
+
+
+def test_a_csv_with_sampling_columns_resumed_greedy_stays_one_table(folder, tmp_path):
+    out = tmp_path / "scores.csv"  # as every earlier qponder wrote it: the columns always there
+    first = sorted(expand_image_paths([str(folder)]))[0]
+    out.write_text(
+        "path,score,expected_score,score_mean,score_std,reasoning,error\n"
+        f"{first},,,,,,bad_image:truncated\n"
+    )
+    stats = score_paths([str(folder)], "unused", out, resume=True, scorer=scorer(Backend()))
+    assert stats["skipped"] == 1
+    header, rows = csv_table(out)
+    assert len(header) == 7 and len(rows) == 6
+    assert all(None not in r for r in rows)  # no row has more cells than the header
+    assert float(rows[1]["score"]) > 1 and rows[1]["score_mean"] == ""
+
+
+def test_resuming_a_greedy_csv_with_samples_is_refused(folder, tmp_path):
+    out = tmp_path / "scores.csv"
+    with pytest.raises(KeyboardInterrupt):
+        score_paths([str(folder)], "unused", out, scorer=scorer(Backend(die_after=1)))
+    before = out.read_bytes()
+    backend = Sampler()
+    with pytest.raises(QponderError, match="also writes score_mean, score_std"):
+        score_paths([str(folder)], "unused", out, EvalConfig(samples=3), resume=True,
+                    scorer=sampling_scorer(backend))  # fmt: skip
+    assert backend.calls == 0 and out.read_bytes() == before
