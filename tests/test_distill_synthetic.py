@@ -295,3 +295,26 @@ def test_distill_in_a_batch_job_logs_progress_lines_and_prints_its_report_as_jso
     total = str(report["total"])
     assert counts[0] == ("1", total) and counts[-1] == (total, total), proc.stderr
     assert "\r" not in proc.stderr
+
+
+@pytest.mark.parametrize(("stop", "code"), [("SIGTERM", 143), ("Ctrl-C", 130)])
+def test_a_stopped_distill_says_how_to_go_on(tmp_path, capsys, monkeypatch, stop, code):
+    import signal
+
+    import qponder.distill
+    from qponder.cli import common, main
+
+    def stopped(*args, **kwargs):  # what the boundary receives from each stop
+        raise common.Terminated() if stop == "SIGTERM" else KeyboardInterrupt()
+
+    monkeypatch.setattr(qponder.distill, "run_distillation", stopped)
+    before = signal.getsignal(signal.SIGTERM)
+    argv = ["distill", "--dataset", f"synthetic:{tmp_path}", "--teacher", "synthetic", "--out",
+            str(tmp_path / "cold.jsonl")]  # fmt: skip
+    assert main(argv) == code
+    said = "terminated (SIGTERM)" if code == 143 else "interrupted"
+    assert capsys.readouterr().err.strip() == (
+        f"qponder distill: {said}; the records written so far are kept; run the same command "
+        "again to go on"
+    )
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is the command's only

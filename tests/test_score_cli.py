@@ -498,3 +498,47 @@ def test_resuming_a_greedy_csv_with_samples_is_refused(folder, tmp_path):
         score_paths([str(folder)], "unused", out, EvalConfig(samples=3), resume=True,
                     scorer=sampling_scorer(backend))  # fmt: skip
     assert backend.calls == 0 and out.read_bytes() == before
+
+
+# --------------------------------------------------------------------------- stopped by a signal
+
+STUCK_MODEL = Path(__file__).with_name("stuck_model.py")
+
+
+def stop_when(proc, out, rows, sig):
+    """Send ``sig`` to ``proc`` once ``out`` holds ``rows`` lines (the first batch)."""
+    import os
+    import time
+
+    deadline = time.monotonic() + 120
+    while not out.exists() or out.read_bytes().count(b"\n") < rows:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "the run wrote nothing"
+        time.sleep(0.05)
+    os.kill(proc.pid, sig)
+    return proc.communicate(timeout=120)
+
+
+@pytest.mark.parametrize(("sig", "code", "said"), [("SIGTERM", 143, "terminated (SIGTERM)"),
+                                                   ("SIGINT", 130, "interrupted")])  # fmt: skip
+def test_a_signal_stops_score_with_its_rows_kept_one_line_and_its_exit_code(
+    folder, tmp_path, sig, code, said
+):
+    import signal
+
+    out = tmp_path / "scores.jsonl"
+    cmd = [sys.executable, str(STUCK_MODEL), "score", str(folder), "--model", "unused", "--out",
+           str(out), "--batch-size", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, err = stop_when(proc, out, 2, getattr(signal, sig))
+    assert proc.returncode == code, err[-2000:]
+    assert err.splitlines()[-1] == (
+        f"qponder score: {said}; the rows written so far are kept; run the same command with "
+        "--resume to go on"
+    )
+    assert "Traceback" not in err
+    assert len(read_jsonl(out)) == 2 and out.read_bytes().endswith(b"\n")  # whole rows
+    backend = Backend()
+    stats = score_paths([str(folder)], "unused", out, resume=True, scorer=scorer(backend))
+    assert stats["skipped"] == 2 and backend.images == 4
+    assert sorted(r["path"] for r in read_jsonl(out)) == sorted(expand_image_paths([str(folder)]))
