@@ -542,3 +542,19 @@ def test_a_signal_stops_score_with_its_rows_kept_one_line_and_its_exit_code(
     stats = score_paths([str(folder)], "unused", out, resume=True, scorer=scorer(backend))
     assert stats["skipped"] == 2 and backend.images == 4
     assert sorted(r["path"] for r in read_jsonl(out)) == sorted(expand_image_paths([str(folder)]))
+
+
+def test_a_jpeg_with_damaged_data_gets_an_error_row_not_a_score(folder, tmp_path):
+    photo = folder / "photo.jpg"
+    Image.effect_noise((256, 40), 50).convert("RGB").save(photo, quality=90)  # scored 3.0
+    data = bytearray(photo.read_bytes())
+    middle = (data.index(b"\xff\xda") + len(data)) // 2
+    data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
+    (folder / "damaged.jpg").write_bytes(bytes(data))
+    out = tmp_path / "scores.jsonl"
+    stats = score_paths([str(folder)], "unused", out, scorer=scorer(Backend()))
+    rows = {Path(r["path"]).name: r for r in read_jsonl(out)}
+    assert rows["damaged.jpg"]["score"] is None
+    assert rows["damaged.jpg"]["error"] == "bad_image:corrupted"
+    assert rows["photo.jpg"]["score"] is not None  # the same photo, whole, is scored
+    assert stats["bad_images"] == 2 and stats["scored"] == 6  # broken.jpg and damaged.jpg
