@@ -7,6 +7,7 @@ import zlib
 
 import numpy as np
 import pytest
+from damaged_jpegs import damaged_jpeg, seeded_jpeg
 from PIL import Image
 
 import qponder.errors
@@ -101,23 +102,11 @@ def test_corrupted_pixel_data(tmp_path):
     assert info.value.reason == "corrupted"
 
 
-def _damaged_jpeg(good, bad, flips=64):
-    """A copy of the JPEG ``good`` whose compressed body has ``flips`` bytes inverted in its
-    middle (the headers and the end marker untouched)."""
-    data = bytearray(good.read_bytes())
-    body = data.index(b"\xff\xda") + 20  # past the start-of-scan header
-    middle = (body + len(data)) // 2
-    for i in range(middle, middle + flips):
-        data[i] ^= 0xFF
-    bad.write_bytes(bytes(data))
-    return bad
-
-
 def test_a_jpeg_with_damaged_body_bytes_is_corrupted_not_decoded_with_made_up_blocks(tmp_path):
     from qponder.data.images import decode_image
 
-    good = _noisy_jpeg(tmp_path / "good.jpg", size=(256, 192))
-    bad = _damaged_jpeg(good, tmp_path / "bad.jpg")
+    good = seeded_jpeg(tmp_path / "good.jpg")
+    bad = damaged_jpeg(good, tmp_path / "bad.jpg")
     Image.open(bad).load()  # PIL alone decodes it without a word: the reason for the check
     with pytest.raises(BadImageError) as info:
         load_image(bad)
@@ -131,7 +120,7 @@ def test_a_jpeg_with_damaged_body_bytes_is_corrupted_not_decoded_with_made_up_bl
 
 
 def test_a_stray_byte_before_the_end_marker_is_not_corruption(tmp_path):
-    good = _noisy_jpeg(tmp_path / "good.jpg")
+    good = seeded_jpeg(tmp_path / "good.jpg")
     data = good.read_bytes()
     assert data.endswith(b"\xff\xd9")
     padded = tmp_path / "padded.jpg"  # what some encoders write: the pixels are all there

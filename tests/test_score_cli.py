@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from answer_tags import tagged
+from damaged_jpegs import damaged_jpeg, seeded_jpeg
 from PIL import Image
 
 from qponder.cli import main
@@ -545,12 +546,8 @@ def test_a_signal_stops_score_with_its_rows_kept_one_line_and_its_exit_code(
 
 
 def test_a_jpeg_with_damaged_data_gets_an_error_row_not_a_score(folder, tmp_path):
-    photo = folder / "photo.jpg"
-    Image.effect_noise((256, 40), 50).convert("RGB").save(photo, quality=90)  # scored 3.0
-    data = bytearray(photo.read_bytes())
-    middle = (data.index(b"\xff\xda") + len(data)) // 2
-    data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
-    (folder / "damaged.jpg").write_bytes(bytes(data))
+    photo = seeded_jpeg(folder / "photo.jpg", size=(256, 40))  # scored 3.0
+    damaged_jpeg(photo, folder / "damaged.jpg")
     out = tmp_path / "scores.jsonl"
     stats = score_paths([str(folder)], "unused", out, scorer=scorer(Backend()))
     rows = {Path(r["path"]).name: r for r in read_jsonl(out)}
