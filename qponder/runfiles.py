@@ -271,6 +271,7 @@ class AppendFile:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self._fd: int | None = None
+        self._remove_if_unused = False
 
     def __enter__(self) -> AppendFile:
         return self
@@ -278,18 +279,33 @@ class AppendFile:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def open(self, lock: bool = False) -> None:
+    def open(self, lock: bool = False, remove_if_unused: bool = False) -> None:
         """Open for appending.
 
         Args:
             lock: Take an exclusive lock, so that a second run on the same file fails at
                 once instead of interleaving with this one (released when the process ends,
                 even by ``kill -9``).
+            remove_if_unused: When this call creates the file and it is still empty at
+                :meth:`close`, remove it then: a run that failed before its first row (a
+                model that does not load) leaves no empty file that looks like a result.
+                Only with ``lock``.
 
         Raises:
             LockedError: Another process holds the lock.
             RunFileError: The file or its folder cannot be created (named in the message).
         """
+        for _ in range(3):  # a file removed by its last run between our open and our lock
+            created = self._open_fd()
+            if not lock or self._lock():
+                break
+            self.close()
+        else:  # pragma: no cover - removed under us three times in a row
+            raise LockedError(f"{self.path}: another run keeps replacing this file")
+        self._remove_if_unused = created and remove_if_unused and lock
+
+    def _open_fd(self) -> bool:
+        """Open the descriptor (the file and its folders created); True when it created it."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             created = not self.path.exists()
@@ -298,19 +314,31 @@ class AppendFile:
             raise RunFileError(f"{self.path}: cannot write ({exc.strerror})") from None
         if created:
             _fsync_dir(self.path.parent)
-        if lock:
-            try:
-                import fcntl
-            except ImportError:  # pragma: no cover - Windows: no advisory locks
-                return
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                self.close()
-                raise LockedError(
-                    f"{self.path}: another run is writing this file; wait for it or choose "
-                    "another --out"
-                ) from None
+        return created
+
+    def _lock(self) -> bool:
+        """Take the exclusive lock; False when the locked file is no longer at ``path``
+        (a run that held it removed it, unused, before letting go: open it again)."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no advisory locks
+            return True
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.close()
+            raise LockedError(
+                f"{self.path}: another run is writing this file; wait for it or choose "
+                "another --out"
+            ) from None
+        return self._is_at_path()
+
+    def _is_at_path(self) -> bool:
+        try:
+            here, there = os.fstat(self._fd), os.stat(self.path)
+        except OSError:  # FileNotFoundError: removed
+            return False
+        return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
     def write(self, data: bytes) -> None:
         """Append ``data`` in one write and wait until it is on disk."""
@@ -327,10 +355,21 @@ class AppendFile:
             ) from None
 
     def close(self) -> None:
-        """Close the file (and release its lock)."""
-        if self._fd is not None:
+        """Close the file (and release its lock); a file opened with ``remove_if_unused``
+        that is still empty is removed first."""
+        if self._fd is None:
+            return
+        try:
+            if self._remove_if_unused and os.fstat(self._fd).st_size == 0 and self._is_at_path():
+                # removed while the lock is still held, so that no other run locks it meanwhile
+                self.path.unlink()
+                _fsync_dir(self.path.parent)
+        except OSError:  # it stays; an empty file is read as no rows
+            pass
+        finally:
             os.close(self._fd)
             self._fd = None
+            self._remove_if_unused = False
 
     def _truncate(self, size: int, dropped: int) -> None:
         logger.warning(
@@ -451,9 +490,13 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
 class CsvJournal(AppendFile):
     """An append-only CSV file with a header row; ``None`` is written as an empty cell.
 
+    Rows are appended in the columns of the file's own header when it has one (a file
+    written by an earlier run, with other columns, stays one table), else in ``columns``.
+
     Args:
         path: The file.
-        columns: The header; columns of a row that are not in it are dropped.
+        columns: The header of a new file; columns of a row that are not in the header
+            are dropped.
     """
 
     what = "row"
@@ -505,16 +548,28 @@ class CsvJournal(AppendFile):
             self._truncate(good, len(data) - good)
         return rows
 
+    def header(self) -> list[str] | None:
+        """The columns of the file's header row; None when the file is missing, empty, or
+        holds only a torn first line (which :meth:`recover` cuts off)."""
+        try:
+            with open(self.path, "rb") as fh:
+                first = fh.readline()
+        except FileNotFoundError:
+            return None
+        if not first.endswith(b"\n"):
+            return None
+        return next(csv.reader([_decode_line(self.path, 1, first)]), None) or None
+
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
         """Append rows in one write (the header first when the file is empty), durably."""
         buf = io.StringIO()
-        writer = csv.DictWriter(
-            buf, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n"
-        )
-        if self.path.stat().st_size == 0:
+        existing = self.header() if self.path.stat().st_size else None
+        columns = existing or self.columns
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        if existing is None:
             writer.writeheader()
         for row in rows:
-            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in self.columns})
+            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in columns})
         if buf.getvalue():
             self.write(buf.getvalue().encode("utf-8"))
 

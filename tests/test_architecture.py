@@ -25,6 +25,7 @@ LAYERS = {
     "data": 2,
     "rewards": 2,
     "runfiles": 2,
+    "progress": 2,
     "endpoints": 2,
     "client": 2,
     "config": 3,

@@ -7,6 +7,7 @@ import zlib
 
 import numpy as np
 import pytest
+from damaged_jpegs import damaged_jpeg, seeded_jpeg
 from PIL import Image
 
 import qponder.errors
@@ -99,6 +100,52 @@ def test_corrupted_pixel_data(tmp_path):
     with pytest.raises(BadImageError) as info:
         load_image(bad)
     assert info.value.reason == "corrupted"
+
+
+def test_a_jpeg_with_damaged_body_bytes_is_corrupted_not_decoded_with_made_up_blocks(tmp_path):
+    from qponder.data.images import decode_image
+
+    good = seeded_jpeg(tmp_path / "good.jpg")
+    bad = damaged_jpeg(good, tmp_path / "bad.jpg")
+    Image.open(bad).load()  # PIL alone decodes it without a word: the reason for the check
+    with pytest.raises(BadImageError) as info:
+        load_image(bad)
+    assert info.value.reason == "corrupted" and "Corrupt JPEG data" in str(info.value)
+    assert str(bad) in str(info.value)
+    with pytest.raises(BadImageError) as upload:  # an upload to the server: the same check
+        decode_image(bad.read_bytes(), "upload-0")
+    assert upload.value.reason == "corrupted"
+    assert check_image(bad) == "corrupted" and check_image(good) is None
+    assert load_image(good, max_side=64).size == (64, 48)
+
+
+def test_a_stray_byte_before_the_end_marker_is_not_corruption(tmp_path):
+    good = seeded_jpeg(tmp_path / "good.jpg")
+    data = good.read_bytes()
+    assert data.endswith(b"\xff\xd9")
+    padded = tmp_path / "padded.jpg"  # what some encoders write: the pixels are all there
+    padded.write_bytes(data[:-2] + b"\x00" + data[-2:])
+    assert np.array_equal(np.asarray(load_image(padded)), np.asarray(load_image(good)))
+
+
+@pytest.mark.parametrize("kind", ["grey", "cmyk", "progressive", "mpo", "icc"])
+def test_whole_jpegs_of_every_kind_pass_the_damage_check(tmp_path, kind):
+    img = Image.effect_noise((96, 64), 50).convert("RGB")
+    path = tmp_path / f"{kind}.jpg"
+    if kind == "grey":
+        img.convert("L").save(path, format="JPEG")
+    elif kind == "cmyk":
+        img.convert("CMYK").save(path, format="JPEG")
+    elif kind == "progressive":
+        img.save(path, format="JPEG", progressive=True, optimize=True)
+    elif kind == "mpo":  # a phone's two views in one file
+        img.save(path, format="MPO", save_all=True, append_images=[img.rotate(180)])
+    else:
+        from PIL import ImageCms
+
+        icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+        img.save(path, format="JPEG", icc_profile=icc)
+    assert load_image(path).size == (96, 64)
 
 
 def test_decompression_bomb_is_refused_before_decoding(tmp_path):

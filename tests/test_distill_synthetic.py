@@ -273,3 +273,48 @@ def test_resuming_into_an_output_made_from_another_folder_is_refused(tmp_path):
     report = run_distillation(recipe, f"synthetic:{tmp_path / 'x' / '..' / 'a'}", split=None,
                               out=out, limit=8, progress=False)  # fmt: skip
     assert report["kept"] + report["rejected"] == 8
+
+
+def test_distill_in_a_batch_job_logs_progress_lines_and_prints_its_report_as_json(tmp_path):
+    import json
+    import re
+    import subprocess
+    import sys
+
+    from qponder.data.synthetic import make_synthetic_dataset
+
+    make_synthetic_dataset(tmp_path / "synth", n=20, seed=0)
+    cmd = [sys.executable, "-m", "qponder.cli", "distill", "--dataset",
+           f"synthetic:{tmp_path / 'synth'}", "--teacher", "synthetic", "--out",
+           str(tmp_path / "cold.jsonl")]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)  # stdout: the report alone
+    line = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d distill: (\d+)/(\d+) img \(.*, kept=\d+")
+    counts = [m.groups() for m in map(line.match, proc.stderr.splitlines()) if m]
+    total = str(report["total"])
+    assert counts[0] == ("1", total) and counts[-1] == (total, total), proc.stderr
+    assert "\r" not in proc.stderr
+
+
+@pytest.mark.parametrize(("stop", "code"), [("SIGTERM", 143), ("Ctrl-C", 130)])
+def test_a_stopped_distill_says_how_to_go_on(tmp_path, capsys, monkeypatch, stop, code):
+    import signal
+
+    import qponder.distill
+    from qponder.cli import common, main
+
+    def stopped(*args, **kwargs):  # what the boundary receives from each stop
+        raise common.Terminated() if stop == "SIGTERM" else KeyboardInterrupt()
+
+    monkeypatch.setattr(qponder.distill, "run_distillation", stopped)
+    before = signal.getsignal(signal.SIGTERM)
+    argv = ["distill", "--dataset", f"synthetic:{tmp_path}", "--teacher", "synthetic", "--out",
+            str(tmp_path / "cold.jsonl")]  # fmt: skip
+    assert main(argv) == code
+    said = "terminated (SIGTERM)" if code == 143 else "interrupted"
+    assert capsys.readouterr().err.strip() == (
+        f"qponder distill: {said}; the records written so far are kept; run the same command "
+        "again to go on"
+    )
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is the command's only

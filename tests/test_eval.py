@@ -577,3 +577,61 @@ def test_a_resume_merges_what_an_interrupted_run_of_eleven_processes_left_in_ord
     assert backend.seen == 0 and summary["datasets"]["synthetic"]["n"] == 12
     assert read_jsonl(preds) == rows  # part10 merged after part9, not after part1
     assert not list(out.glob("predictions.part*"))
+
+
+def test_eval_in_a_batch_job_logs_progress_on_stderr_and_its_summary_stays_json(
+    tiny_model, synth, tmp_path
+):
+    import re
+
+    cmd = [sys.executable, "-m", "qponder.cli", "eval", "--model", str(tiny_model),
+           "--dataset", f"synthetic:{synth}", "--out", str(tmp_path / "run"), "--limit", "4",
+           "--batch-size", "2", "--set", "eval.max_new_tokens=4", "--set", "eval.bootstrap=20"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["datasets"]["synthetic"]["n"] == 4  # stdout: the JSON only
+    line = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d eval: (\d+)/4 img \(")
+    counts = [m.group(1) for m in map(line.match, proc.stderr.splitlines()) if m]
+    assert counts[0] == "2" and counts[-1] == "4", proc.stderr
+
+
+def test_an_eval_whose_model_does_not_load_leaves_no_empty_predictions(synth, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "run"
+    argv = ["eval", "--model", str(tmp_path / "empty"), "--dataset", f"synthetic:{synth}",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    assert "not a model checkpoint" in capsys.readouterr().err
+    assert (out / "run_config.json").is_file() and not (out / "predictions.jsonl").exists()
+
+
+def test_sigterm_stops_eval_with_its_predictions_kept_and_143(synth, tmp_path):
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "run"
+    preds = out / "predictions.jsonl"
+    cmd = [sys.executable, str(Path(__file__).with_name("stuck_model.py")), "eval", "--model",
+           "unused", "--dataset", f"synthetic:{synth}", "--out", str(out), "--batch-size", "2",
+           "--set", "eval.bootstrap=20"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not preds.exists() or preds.read_bytes().count(b"\n") < 2:  # the first batch
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "the run wrote nothing"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    stdout, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert err.splitlines()[-1] == (
+        "qponder eval: terminated (SIGTERM); the predictions written so far are kept; run the "
+        "same command with --resume to go on"
+    )
+    assert stdout == "" and len(read_jsonl(preds)) == 2
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "QPONDER_TEST_ANSWERS": "100"})  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads(resumed.stdout)["datasets"]["synthetic"]["n"] == 8  # the test split
+    assert len(read_jsonl(preds)) == 8

@@ -95,6 +95,57 @@ def test_two_runs_cannot_write_the_same_file(tmp_path):
     second.close()
 
 
+@pytest.mark.parametrize("kind", ["jsonl", "csv"])
+def test_a_locked_output_that_got_no_row_is_removed_at_close(tmp_path, kind):
+    def journal(name):
+        path = tmp_path / f"{name}.{kind}"
+        return Journal(path) if kind == "jsonl" else CsvJournal(path, ["path", "score"])
+
+    unused = journal("unused")
+    unused.open(lock=True, remove_if_unused=True)
+    assert unused.path.exists()  # created and locked at once: a bad path fails early
+    unused.close()
+    assert not unused.path.exists()  # the run failed before its first row: no empty file
+    used = journal("used")
+    used.open(lock=True, remove_if_unused=True)
+    used.append([{"path": "a.png", "score": 3.0}])
+    used.close()
+    assert len(used.read()) == 1
+    (tmp_path / f"mine.{kind}").touch()  # an empty file this run did not create is not its own
+    theirs = journal("mine")
+    theirs.open(lock=True, remove_if_unused=True)
+    theirs.close()
+    assert theirs.path.exists()
+    kept = journal("kept")
+    kept.open(lock=True)  # without remove_if_unused: as before
+    kept.close()
+    assert kept.path.exists()
+
+
+def test_a_run_that_locks_a_file_removed_under_it_writes_to_the_new_one(tmp_path, monkeypatch):
+    import fcntl
+
+    path = tmp_path / "scores.jsonl"
+    first = Journal(path)
+    first.open(lock=True, remove_if_unused=True)
+    real_flock = fcntl.flock
+    calls = []
+
+    def flock(fd, op):  # the first run ends, unused, between our open and our lock
+        if not calls:
+            first.close()
+        calls.append(fd)
+        return real_flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    second = Journal(path)
+    second.open(lock=True)
+    second.append({"path": "a.png"})
+    second.close()
+    assert len(calls) == 2  # the removed file's lock did not count; the new file's did
+    assert read_jsonl(path) == [{"path": "a.png"}]
+
+
 def _hold_lock(path, ready, release):  # pragma: no cover - runs in a child process
     journal = Journal(path)
     journal.open(lock=True)

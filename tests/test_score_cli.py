@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from answer_tags import tagged
+from damaged_jpegs import damaged_jpeg, seeded_jpeg
 from PIL import Image
 
 from qponder.cli import main
@@ -351,3 +355,216 @@ def test_a_resume_merges_what_an_interrupted_run_of_eleven_processes_left_in_ord
     assert stats["skipped"] == 12 and backend.calls == 0
     assert read_jsonl(out) == rows  # part10 merged after part9, not after part1
     assert not list(tmp_path.glob("scores.part*"))
+
+
+# --------------------------------------------------------------------------- in a batch job
+
+PROGRESS_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d scoring: (\d+)/(\d+) img \(")
+
+
+def _score_command(tiny_model, folder, out):
+    return [sys.executable, "-m", "qponder.cli", "score", str(folder), "--model",
+            str(tiny_model), "--out", str(out), "--batch-size", "2", *FAST]  # fmt: skip
+
+
+def test_score_in_a_batch_job_writes_progress_lines_to_its_log(tiny_model, folder, tmp_path):
+    out = tmp_path / "scores.jsonl"
+    proc = subprocess.run(_score_command(tiny_model, folder, out), capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    counts = [m.groups() for m in map(PROGRESS_LINE.match, proc.stderr.splitlines()) if m]
+    # a line once the first batch is written (the job moves), and the last one at the end
+    assert counts[0] == ("2", "6") and counts[-1] == ("6", "6"), proc.stderr
+    assert "finished in" in proc.stderr and "\r" not in proc.stderr.split("scoring:", 1)[1]
+    assert json.loads(proc.stderr.splitlines()[-1])["images"] == 6  # the stats, still whole
+    assert proc.stdout == ""
+
+
+def test_score_on_a_terminal_keeps_the_bar(tiny_model, folder, tmp_path):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    # a new terminal is 0 columns wide, where tqdm draws an empty bar: give it a size
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    out = tmp_path / "scores.jsonl"
+    proc = subprocess.Popen(_score_command(tiny_model, folder, out), stderr=follower,
+                            stdout=subprocess.DEVNULL)  # fmt: skip
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed: every process that held it has ended
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert proc.wait(timeout=300) == 0, seen[-2000:]
+    text = seen.decode(errors="replace")
+    assert "scoring: 100%" in text and "6/6" in text  # tqdm's bar
+    assert not any(PROGRESS_LINE.match(line) for line in text.splitlines())
+
+
+def test_the_interval_of_the_progress_lines_is_a_parameter(folder, tmp_path, capsys):
+    score_paths([str(folder)], "unused", tmp_path / "s.jsonl", scorer=scorer(Backend()),
+                progress_interval=0)  # fmt: skip
+    lines = [
+        m.groups() for m in map(PROGRESS_LINE.match, capsys.readouterr().err.splitlines()) if m
+    ]
+    assert lines == [("2", "6"), ("4", "6"), ("6", "6")]  # one per batch of 2
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_a_score_that_fails_before_its_first_row_leaves_no_output(
+    tiny_model, folder, tmp_path, capsys, suffix
+):
+    out = tmp_path / f"scores{suffix}"
+    (tmp_path / "empty").mkdir()
+    assert main(["score", str(folder), "--model", str(tmp_path / "empty"), "--out", str(out)]) == 2
+    assert "not a model checkpoint" in capsys.readouterr().err
+    assert not out.exists()  # no empty file that looks like a result
+    # the same command with a model that loads runs, without --resume
+    assert main(["score", str(folder), "--model", str(tiny_model), "--out", str(out), *FAST]) == 0
+    # a failed resume keeps what the file holds
+    before = out.read_bytes()
+    argv = ["score", str(folder), str(tmp_path / "new.png"), "--resume", "--out", str(out)]
+    Image.new("RGB", (16, 16)).save(tmp_path / "new.png")
+    assert main([*argv, "--model", str(tmp_path / "empty")]) == 2
+    assert out.read_bytes() == before
+
+
+# --------------------------------------------------------------------------- CSV columns
+
+
+class Sampler(Backend):
+    """k answers per image: 2, 3, 4, ... (mean 3 for k = 3); dies like Backend."""
+
+    def generate(self, images, n=1, temperature=1.0):
+        super().generate(images, n, temperature)  # counts, and dies after die_after calls
+        return [[Generation(tagged(f"<answer>{2 + k}</answer>")) for k in range(n)] for _ in images]
+
+
+def sampling_scorer(backend, samples=3):
+    return Scorer("unused", backend_impl=backend, batch_size=2, samples=samples, temperature=1.0)
+
+
+def csv_table(path):
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        return reader.fieldnames, list(reader)
+
+
+def test_csv_has_sampling_columns_only_when_sampling(folder, tmp_path):
+    greedy, sampled = tmp_path / "greedy.csv", tmp_path / "sampled.csv"
+    score_paths([str(folder / "*.png")], "unused", greedy, scorer=scorer(Backend()))
+    header, _ = csv_table(greedy)
+    assert header == ["path", "score", "expected_score", "reasoning", "error"]
+    score_paths([str(folder / "*.png")], "unused", sampled, EvalConfig(samples=3),
+                scorer=sampling_scorer(Sampler()))  # fmt: skip
+    header, rows = csv_table(sampled)
+    assert header == ["path", "score", "expected_score", "score_mean", "score_std", "reasoning",
+                      "error"]  # fmt: skip
+    assert all(float(r["score_mean"]) == 3.0 and float(r["score_std"]) > 0 for r in rows)
+
+
+def test_a_sampled_csv_killed_half_way_resumes_with_the_same_settings(folder, tmp_path):
+    out = tmp_path / "scores.csv"
+    cfg = EvalConfig(samples=3)
+    with pytest.raises(KeyboardInterrupt):
+        score_paths([str(folder)], "unused", out, cfg, scorer=sampling_scorer(Sampler(2)))
+    backend = Sampler()
+    stats = score_paths([str(folder)], "unused", out, cfg, resume=True,
+                        scorer=sampling_scorer(backend))  # fmt: skip
+    assert stats["skipped"] == 4 and backend.images == 2
+    header, rows = csv_table(out)
+    assert header[3:5] == ["score_mean", "score_std"]
+    assert sorted(r["path"] for r in rows) == sorted(expand_image_paths([str(folder)]))
+    assert all(r["score_mean"] == "3.0" for r in rows if not r["error"])
+
+
+def test_a_csv_with_sampling_columns_resumed_greedy_stays_one_table(folder, tmp_path):
+    out = tmp_path / "scores.csv"  # as every earlier qponder wrote it: the columns always there
+    first = sorted(expand_image_paths([str(folder)]))[0]
+    out.write_text(
+        "path,score,expected_score,score_mean,score_std,reasoning,error\n"
+        f"{first},,,,,,bad_image:truncated\n"
+    )
+    stats = score_paths([str(folder)], "unused", out, resume=True, scorer=scorer(Backend()))
+    assert stats["skipped"] == 1
+    header, rows = csv_table(out)
+    assert len(header) == 7 and len(rows) == 6
+    assert all(None not in r for r in rows)  # no row has more cells than the header
+    assert float(rows[1]["score"]) > 1 and rows[1]["score_mean"] == ""
+
+
+def test_resuming_a_greedy_csv_with_samples_is_refused(folder, tmp_path):
+    out = tmp_path / "scores.csv"
+    with pytest.raises(KeyboardInterrupt):
+        score_paths([str(folder)], "unused", out, scorer=scorer(Backend(die_after=1)))
+    before = out.read_bytes()
+    backend = Sampler()
+    with pytest.raises(QponderError, match="also writes score_mean, score_std"):
+        score_paths([str(folder)], "unused", out, EvalConfig(samples=3), resume=True,
+                    scorer=sampling_scorer(backend))  # fmt: skip
+    assert backend.calls == 0 and out.read_bytes() == before
+
+
+# --------------------------------------------------------------------------- stopped by a signal
+
+STUCK_MODEL = Path(__file__).with_name("stuck_model.py")
+
+
+def stop_when(proc, out, rows, sig):
+    """Send ``sig`` to ``proc`` once ``out`` holds ``rows`` lines (the first batch)."""
+    import os
+    import time
+
+    deadline = time.monotonic() + 120
+    while not out.exists() or out.read_bytes().count(b"\n") < rows:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "the run wrote nothing"
+        time.sleep(0.05)
+    os.kill(proc.pid, sig)
+    return proc.communicate(timeout=120)
+
+
+@pytest.mark.parametrize(("sig", "code", "said"), [("SIGTERM", 143, "terminated (SIGTERM)"),
+                                                   ("SIGINT", 130, "interrupted")])  # fmt: skip
+def test_a_signal_stops_score_with_its_rows_kept_one_line_and_its_exit_code(
+    folder, tmp_path, sig, code, said
+):
+    import signal
+
+    out = tmp_path / "scores.jsonl"
+    cmd = [sys.executable, str(STUCK_MODEL), "score", str(folder), "--model", "unused", "--out",
+           str(out), "--batch-size", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, err = stop_when(proc, out, 2, getattr(signal, sig))
+    assert proc.returncode == code, err[-2000:]
+    assert err.splitlines()[-1] == (
+        f"qponder score: {said}; the rows written so far are kept; run the same command with "
+        "--resume to go on"
+    )
+    assert "Traceback" not in err
+    assert len(read_jsonl(out)) == 2 and out.read_bytes().endswith(b"\n")  # whole rows
+    backend = Backend()
+    stats = score_paths([str(folder)], "unused", out, resume=True, scorer=scorer(backend))
+    assert stats["skipped"] == 2 and backend.images == 4
+    assert sorted(r["path"] for r in read_jsonl(out)) == sorted(expand_image_paths([str(folder)]))
+
+
+def test_a_jpeg_with_damaged_data_gets_an_error_row_not_a_score(folder, tmp_path):
+    photo = seeded_jpeg(folder / "photo.jpg", size=(256, 40))  # scored 3.0
+    damaged_jpeg(photo, folder / "damaged.jpg")
+    out = tmp_path / "scores.jsonl"
+    stats = score_paths([str(folder)], "unused", out, scorer=scorer(Backend()))
+    rows = {Path(r["path"]).name: r for r in read_jsonl(out)}
+    assert rows["damaged.jpg"]["score"] is None
+    assert rows["damaged.jpg"]["error"] == "bad_image:corrupted"
+    assert rows["photo.jpg"]["score"] is not None  # the same photo, whole, is scored
+    assert stats["bad_images"] == 2 and stats["scored"] == 6  # broken.jpg and damaged.jpg

@@ -1,14 +1,35 @@
 """What every command of the ``qponder`` command line shares: the parser class (a bad
 argument is one line, exit 2; no abbreviated flags), the argument types, the ``--config`` /
 ``--set`` arguments, the process checks under ``accelerate launch``, and the error boundary
-that turns an expected failure into one line."""
+that turns an expected failure into one line, and a stop (Ctrl-C, SIGTERM) into one line
+that says how to go on."""
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
+
+# What a stopped command kept, and how to go on from it (a command not named: nothing to say).
+RESUME_HINTS = {
+    "score": "the rows written so far are kept; run the same command with --resume to go on",
+    "eval": "the predictions written so far are kept; run the same command with --resume to go on",
+    "distill": "the records written so far are kept; run the same command again to go on",
+    "sft": "run the same command again: it resumes from the newest complete checkpoint",
+    "grpo": "run the same command again: it resumes from the newest complete checkpoint",
+}
+# The shell's convention: 128 + the signal's number.
+EXIT_INTERRUPTED = 130  # SIGINT, Ctrl-C
+EXIT_TERMINATED = 143  # SIGTERM, what a batch scheduler sends before it kills a job
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that a command stops as on Ctrl-C: every
+    ``finally`` runs, and what was written stays."""
 
 
 class CLIError(Exception):
@@ -99,27 +120,60 @@ def print_main_process(message: str) -> None:
         print(message, file=sys.stderr)
 
 
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While in this block, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``)
+    in the main thread; a second SIGTERM ends the process at once, as by default.
+
+    Outside the main thread (where Python takes no signal handler) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the next one is not asked twice
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_handler(args: argparse.Namespace) -> int:
     """The error boundary: run the command's handler (``args.func``) and turn an expected
-    failure into one line on stderr.
+    failure into one line on stderr, and a stop (Ctrl-C, SIGTERM) into one line that says
+    what was kept and how to go on.
 
     Returns:
         The exit status: the handler's, 2 for bad input (a ``QponderError``, a
         :class:`CLIError`, a file that cannot be read or written), 1 for a run that failed
-        on its own (``RunFailedError``), 130 when interrupted.
+        on its own (``RunFailedError``), 130 when interrupted (Ctrl-C), 143 when
+        terminated (SIGTERM).
     """
     from qponder.errors import QponderError, RunFailedError
 
     try:
-        return int(args.func(args) or 0)
+        with sigterm_as_interrupt():
+            return int(args.func(args) or 0)
     except (QponderError, CLIError) as exc:
         return fail(args, str(exc), code=1 if isinstance(exc, RunFailedError) else 2)
     except OSError as exc:  # the file system: a path that cannot be read or written
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         return fail(args, f"{where}{exc.strerror or exc}")
-    except KeyboardInterrupt:
-        print(f"qponder {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        return stopped(args, terminated=isinstance(exc, Terminated))
+
+
+def stopped(args: argparse.Namespace, terminated: bool) -> int:
+    """Report a stopped command as one line (what was kept, how to go on, from
+    :data:`RESUME_HINTS`); returns 143 when ``terminated`` (SIGTERM), else 130."""
+    what = "terminated (SIGTERM)" if terminated else "interrupted"
+    hint = RESUME_HINTS.get(args.command)
+    print(f"{command_name(args)}: {what}" + (f"; {hint}" if hint else ""), file=sys.stderr)
+    return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
 
 
 def fail(args: argparse.Namespace, message: str, code: int = 2) -> int:
@@ -141,8 +195,12 @@ def command_name(args: argparse.Namespace) -> str:
 
 
 __all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
+    "RESUME_HINTS",
     "CLIError",
     "Parser",
+    "Terminated",
     "add_run_args",
     "at_least",
     "command_name",
@@ -151,4 +209,6 @@ __all__ = [
     "positive",
     "print_main_process",
     "run_handler",
+    "sigterm_as_interrupt",
+    "stopped",
 ]

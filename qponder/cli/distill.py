@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from qponder.cli.common import CLIError, add_run_args, at_least
 from qponder.cli.flags import add_recipe_flags, load_command_recipe
@@ -53,8 +52,8 @@ def make_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
 
 
 def run(args: argparse.Namespace) -> int:
-    """``qponder distill``: distil (resumable), print the report as JSON; 130 when
-    interrupted (run it again to resume)."""
+    """``qponder distill``: distil (resumable), print the report as JSON; a stop is 130
+    (Ctrl-C) or 143 (SIGTERM), and the same command again resumes."""
     from qponder.distill import run_distillation
 
     recipe = load_command_recipe(args)
@@ -65,19 +64,16 @@ def run(args: argparse.Namespace) -> int:
             f"distill.base_url: an endpoint needs --teacher openai (the teacher is "
             f"{recipe.distill.teacher})"
         )
-    try:
-        report = run_distillation(
-            recipe,
-            dataset=args.dataset,
-            split=args.split,
-            out=args.out,
-            limit=args.limit,
-            retry_errors=args.retry_errors,
-            progress=not args.no_progress,
-        )
-    except KeyboardInterrupt:
-        print("qponder distill: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+    # a stop (Ctrl-C 130, SIGTERM 143) is the common boundary's, with how to go on
+    report = run_distillation(
+        recipe,
+        dataset=args.dataset,
+        split=args.split,
+        out=args.out,
+        limit=args.limit,
+        retry_errors=args.retry_errors,
+        progress=not args.no_progress,
+    )
     print(json.dumps(report, indent=2))
     return 0
 

@@ -41,6 +41,7 @@ from qponder.distill.base import (
 )
 from qponder.distill.filtering import BAD_IMAGE, TEACHER_ERROR, judge_replies
 from qponder.errors import BadImageError, QponderError
+from qponder.progress import DEFAULT_INTERVAL, Progress
 from qponder.prompts import PromptSet, load_prompts, teacher_prompt
 from qponder.runfiles import Journal, RunFileError, check_resume, read_json, write_json_atomic
 
@@ -244,7 +245,7 @@ class _Run:
         self.kept, self.rejected = kept, rejected
         self.tally = tally
         self.teacher: Teacher | None = None
-        self.progress: Any = None
+        self.progress: Progress | None = None
         self.processed = 0
         self.consecutive_errors = 0
         self.started = time.monotonic()
@@ -260,11 +261,10 @@ class _Run:
         *,
         root: str | None,
         resuming: bool,
-        progress: bool,
+        progress: float | None,
     ) -> None:
-        """Start the teacher, check the settings against the files, process ``pending``."""
-        from tqdm.auto import tqdm
-
+        """Start the teacher, check the settings against the files, process ``pending``;
+        ``progress`` is the interval of the progress lines (None: no progress)."""
         self.teacher = build_teacher(self.recipe)
         try:
             await self.teacher.start()
@@ -276,14 +276,8 @@ class _Run:
             report["settings"] = settings
             write_json_atomic(paths.report, report)
             self.started = time.monotonic()
-            self.progress = tqdm(
-                total=total,
-                initial=total - len(pending),
-                unit="img",
-                desc="distill",
-                disable=not progress,
-                mininterval=0.5,
-            )
+            self.progress = Progress(total, "distill", initial=total - len(pending),
+                                     enabled=progress is not None, interval=progress or 0)  # fmt: skip
             try:
                 if pending:
                     await self.drive(pending)
@@ -339,10 +333,9 @@ class _Run:
         (self.kept if kept else self.rejected).append(record)
         self.tally.add(record, kept)
         self.processed += 1
+        # the counts first: a line that the update writes shows them
+        self.progress.set_postfix(kept=self.tally.kept, rejected=sum(self.tally.rejected.values()))
         self.progress.update(1)
-        self.progress.set_postfix(
-            kept=self.tally.kept, rejected=sum(self.tally.rejected.values()), refresh=False
-        )
         if record.get("reason") == TEACHER_ERROR:
             self.consecutive_errors += 1
             if self.consecutive_errors >= MAX_CONSECUTIVE_TEACHER_ERRORS:
@@ -442,6 +435,7 @@ def run_distillation(
     *,
     retry_errors: bool = False,
     progress: bool = True,
+    progress_interval: float = DEFAULT_INTERVAL,
 ) -> dict[str, Any]:
     """Distil cold-start data from the teacher of ``recipe.distill``; resumable.
 
@@ -454,7 +448,10 @@ def run_distillation(
         out: The kept records' JSONL; rejects and the report are written beside it.
         limit: Process at most the first ``limit`` samples.
         retry_errors: Process the images rejected with ``teacher_error`` again.
-        progress: Show a progress bar on stderr.
+        progress: Show the progress on stderr: tqdm's bar on a terminal, elsewhere (a
+            scheduler's log) a line every ``progress_interval`` seconds.
+        progress_interval: Seconds between two progress lines (see
+            :class:`qponder.progress.Progress`).
 
     Returns:
         The report, also written to ``FILE.report.json``.
@@ -489,7 +486,7 @@ def run_distillation(
                     split,
                     root=dataset_root(dataset),
                     resuming=bool(done),
-                    progress=progress,
+                    progress=progress_interval if progress else None,
                 )
             )
             status = "complete"

@@ -37,6 +37,7 @@ from qponder.inference.parallel import (
     score_in_shards,
     select_rows,
 )
+from qponder.progress import DEFAULT_INTERVAL, Progress
 from qponder.prompts import PROMPT_VERSION, STUDENT_INSTRUCTION
 from qponder.runfiles import (
     ENVIRONMENT,
@@ -218,6 +219,7 @@ def run_eval(
     judge: Any = None,
     describe_judge: Any = None,
     announce: Callable[[str], None] | None = None,
+    progress_interval: float = DEFAULT_INTERVAL,
 ) -> dict[str, Any]:
     """Evaluate a model on the datasets of ``cfg`` and write the run directory.
 
@@ -241,6 +243,8 @@ def run_eval(
             (``description_grades``) and the summary gets ``description_judge``. None: none.
         announce: Receives a line per dataset saying which samples are scored and how they
             were chosen (:func:`load_eval_datasets`; on the main process). Default: logged.
+        progress_interval: Seconds between two progress lines on stderr when it is not a
+            terminal (a terminal gets tqdm's bar); see :class:`qponder.progress.Progress`.
 
     Returns:
         The summary written to ``summary.json``: ``{"datasets": {NAME: {n, n_scored, srcc,
@@ -267,8 +271,8 @@ def run_eval(
         return [(d.name, s) for d in datasets for s in d.samples]
 
     def shard(journal: Journal, items: list[tuple[str, Any]], main: bool) -> dict[str, int]:
-        _score_shard(journal, items, main, model, cfg, model_config, base_url, instruction,
-                     scorer)  # fmt: skip
+        _score_shard(journal, items, progress_interval if main else None, model, cfg,
+                     model_config, base_url, instruction, scorer)  # fmt: skip
         return {}
 
     try:
@@ -374,7 +378,7 @@ def _rewrite_predictions(out: Path, rows: list[dict[str, Any]]) -> None:
 def _score_shard(
     journal: Journal,
     shard: list[tuple[str, Any]],
-    main: bool,
+    progress_interval: float | None,
     model: str,
     cfg: EvalConfig,
     model_config: ModelConfig | None,
@@ -382,9 +386,8 @@ def _score_shard(
     instruction: str,
     scorer: Any,
 ) -> None:
-    """Score ``(dataset name, sample)`` pairs into ``journal``, a batch per write."""
-    from tqdm.auto import tqdm
-
+    """Score ``(dataset name, sample)`` pairs into ``journal``, a batch per write;
+    ``progress_interval`` None shows no progress (the processes other than the main one)."""
     from qponder.inference import Scorer
 
     if not shard:
@@ -393,7 +396,8 @@ def _score_shard(
         scorer = Scorer.from_config(
             model, cfg, model_config, base_url=base_url, instruction=instruction
         )
-    with tqdm(total=len(shard), unit="img", desc="eval", disable=None if main else True) as bar:
+    shown = progress_interval is not None
+    with Progress(len(shard), "eval", enabled=shown, interval=progress_interval or 0) as bar:
         for batch in scorer.score_items(shard, image_path=lambda item: item[1].image_path):
             journal.append([_prediction_row(name, s, r) for (name, s), r in batch])
             bar.update(len(batch))

@@ -19,15 +19,18 @@ from qponder.errors import QponderError
 from qponder.inference.parallel import RowKey, score_in_shards
 from qponder.inference.parallel import process_state as process_state  # its former home
 from qponder.parsing import PARSE_FAILURES
+from qponder.progress import DEFAULT_INTERVAL, Progress
 from qponder.prompts import STUDENT_INSTRUCTION
-from qponder.runfiles import AppendFile, CsvJournal, Journal, check_fresh_or_resume
+from qponder.runfiles import AppendFile, CsvJournal, Journal, RunFileError, check_fresh_or_resume
 
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".jfif"}
 )
-CSV_COLUMNS = ["path", "score", "expected_score", "score_mean", "score_std", "reasoning", "error"]
+CSV_COLUMNS = ["path", "score", "expected_score", "reasoning", "error"]
+# with k > 1 samples only: greedy scoring has no mean or spread to report
+SAMPLING_COLUMNS = ["score_mean", "score_std"]
 _GLOB_CHARS = set("*?[")
 
 
@@ -74,8 +77,36 @@ def _output_kind(out: Path) -> str:
     return kind
 
 
-def _journal(out: Path, kind: str) -> AppendFile:
-    return Journal(out) if kind == "jsonl" else CsvJournal(out, CSV_COLUMNS)
+def csv_columns(sampling: bool) -> list[str]:
+    """The CSV header of a run: ``path, score, expected_score, reasoning, error``, with
+    ``score_mean, score_std`` after ``expected_score`` when each image gets k > 1 samples.
+
+    Example:
+        >>> csv_columns(True)[2:5]
+        ['expected_score', 'score_mean', 'score_std']
+    """
+    return CSV_COLUMNS[:3] + SAMPLING_COLUMNS + CSV_COLUMNS[3:] if sampling else list(CSV_COLUMNS)
+
+
+def _journal(out: Path, kind: str, columns: list[str]) -> AppendFile:
+    return Journal(out) if kind == "jsonl" else CsvJournal(out, columns)
+
+
+def _check_csv_columns(out: Path, columns: list[str]) -> None:
+    """Refuse to resume a CSV whose header lacks columns this run fills (sampling
+    columns, when the file was written without ``--samples``): they would be dropped.
+
+    A header with more columns (a file written with sampling, or by a qponder that always
+    wrote them) is fine: the new rows leave those cells empty.
+    """
+    header = CsvJournal(out, columns).header()
+    missing = [c for c in columns if header is not None and c not in header]
+    if missing:
+        raise RunFileError(
+            f"{out} has the columns {', '.join(header)}; this run also writes "
+            f"{', '.join(missing)} (--samples differs from the run that wrote it). Resume "
+            "with the same --samples, or choose another --out"
+        )
 
 
 def _row(path: str, result: Any, kind: str) -> dict[str, Any]:
@@ -108,6 +139,7 @@ def score_paths(
     base_url: str | None = None,
     instruction: str = STUDENT_INSTRUCTION,
     scorer: Any = None,
+    progress_interval: float = DEFAULT_INTERVAL,
 ) -> dict[str, Any]:
     """Score every image named by ``paths`` and write one row per file to ``out``.
 
@@ -115,8 +147,9 @@ def score_paths(
         paths: Image files, folders (recursive) and globs.
         model: Checkpoint (``hf``/``vllm``) or served model name (``openai``).
         out: ``FILE.jsonl`` or ``FILE.csv``. Rows: ``path, score, expected_score,
-            reasoning, error`` (plus ``score_mean, score_std`` with sampling; JSONL rows also
-            carry the raw ``text`` and the ``samples``).
+            reasoning, error`` (plus ``score_mean, score_std`` with k > 1 samples, also as
+            CSV columns only then: :func:`csv_columns`; JSONL rows also carry the raw
+            ``text`` and the ``samples``).
         cfg: Batch size, samples, backend, decoding (``eval`` section of the recipe).
         model_config: Loading options and the image resize policy.
         resume: Skip files already in ``out`` (matched by resolved path, so ``./a.png``
@@ -126,6 +159,8 @@ def score_paths(
         base_url: Endpoint of the ``openai`` backend (default: ``cfg.base_url``).
         instruction: The student instruction (the training prompt).
         scorer: A ready :class:`~qponder.inference.Scorer` (otherwise built from ``cfg``).
+        progress_interval: Seconds between two progress lines on stderr when it is not a
+            terminal (a terminal gets tqdm's bar); see :class:`qponder.progress.Progress`.
 
     Returns:
         ``{images, scored, skipped, parse_failures, bad_images, other_errors, seconds,
@@ -137,26 +172,31 @@ def score_paths(
     (:func:`qponder.inference.parallel.score_in_shards`).
 
     Raises:
-        QponderError: On an unknown output type, a path that does not exist, or an
-            existing output without ``resume`` (on every process).
+        QponderError: On an unknown output type, a path that does not exist, an existing
+            output without ``resume``, or a CSV resumed with sampling that was written
+            without it (on every process).
     """
     cfg = cfg or EvalConfig()
     out = Path(out)
     kind = _output_kind(out)
+    columns = csv_columns((scorer.samples if scorer is not None else cfg.samples) > 1)
 
     def setup() -> list[str]:
         files = expand_image_paths(list(paths))
         if not files:
             raise QponderError("no images found in " + ", ".join(paths))
-        check_fresh_or_resume(out, out.exists() and out.stat().st_size > 0, resume)
+        has_rows = out.exists() and out.stat().st_size > 0
+        check_fresh_or_resume(out, has_rows, resume)
+        if kind == "csv" and has_rows:
+            _check_csv_columns(out, columns)
         return files
 
     def shard(journal: AppendFile, files: list[str], main: bool) -> dict[str, int]:
         return _score_shard(journal, files, kind, scorer, model, cfg, model_config, base_url,
-                            instruction, progress=main)  # fmt: skip
+                            instruction, progress_interval if main else None)  # fmt: skip
 
     t0 = time.perf_counter()
-    run = score_in_shards(out, setup, lambda path: _journal(path, kind), PATH_KEY, shard)
+    run = score_in_shards(out, setup, lambda path: _journal(path, kind, columns), PATH_KEY, shard)
     seconds = time.perf_counter() - t0
     return {
         "images": len(run.items),
@@ -180,11 +220,10 @@ def _score_shard(
     model_config: ModelConfig | None,
     base_url: str | None,
     instruction: str,
-    progress: bool,
+    progress_interval: float | None,
 ) -> dict[str, int]:
-    """Score ``shard`` into ``journal``, a batch per write; returns the outcome counts."""
-    from tqdm.auto import tqdm
-
+    """Score ``shard`` into ``journal``, a batch per write; returns the outcome counts.
+    ``progress_interval`` None shows no progress (the processes other than the main one)."""
     from qponder.inference.scorer import Scorer
 
     stats = dict.fromkeys(("scored", "parse_failures", "bad_images", "other_errors"), 0)
@@ -193,9 +232,8 @@ def _score_shard(
     scorer = scorer or Scorer.from_config(
         model, cfg, model_config, base_url=base_url, instruction=instruction
     )
-    with tqdm(
-        total=len(shard), unit="img", desc="scoring", disable=None if progress else True
-    ) as bar:
+    shown = progress_interval is not None
+    with Progress(len(shard), "scoring", enabled=shown, interval=progress_interval or 0) as bar:
         for batch in scorer.score_items(shard, image_path=lambda p: p):
             journal.append([_row(path, result, kind) for path, result in batch])
             for _, r in batch:

@@ -5,7 +5,8 @@ Every process runs :func:`score_in_shards`, which goes through these steps:
 
 1. The main process alone runs the caller's ``setup`` (checks, locks, the list of items),
    locks the output, cuts a torn last row off the output and the part files, and sends the
-   items to every process. When ``setup`` fails, every process raises an error with the
+   items to every process. An output (or part file) that this run created and that is
+   still empty when the run ends, because it failed before its first row, is removed. When ``setup`` fails, every process raises an error with the
    same one-line message, instead of waiting for a main process that has stopped.
 2. Every process reads the rows that the output and the part files hold and keeps the items
    whose key is not among them (this is what ``--resume`` skips).
@@ -338,7 +339,9 @@ def _open_output(
 ) -> list[T]:
     """The main process's setup: the caller's, the output's lock, and torn rows cut off."""
     items = list(setup())
-    journal.open(lock=True)  # before reading: a second run on the same output stops here
+    # before reading: a second run on the same output stops here; a run that fails before
+    # its first row (a model that does not load) removes the file it created
+    journal.open(lock=True, remove_if_unused=True)
     for path in [out, *part_files(out)]:
         open_journal(path).recover()
     return items
@@ -356,5 +359,5 @@ def _score_own_shard(
     if state.is_main_process:
         return score_shard(journal, shard, True)
     with open_journal(part_path(out, state.process_index)) as part:
-        part.open(lock=True)
+        part.open(lock=True, remove_if_unused=True)
         return score_shard(part, shard, False)
