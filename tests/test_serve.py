@@ -115,6 +115,30 @@ def test_score_answers_every_image_in_order_with_bad_images_as_rows(http):
         assert rows[name]["score"] is None and rows[name]["parse"] == {"ok": False, "reason": None}
 
 
+def test_an_empty_file_gets_its_row_and_the_others_are_scored(http):
+    # as in qponder score and the upload route: a 0-byte file is a bad image, not a bad request
+    body = {
+        "images": [
+            _item("empty", b""),
+            _item("dark", DARK),
+            {"id": "blank-url", "data": "data:image/png;base64,"},
+        ]
+    }
+    r = http.post("/v1/score", json=body)
+    assert r.status_code == 200, r.text
+    assert [(x["id"], x["score"], x["error"]) for x in r.json()["results"]] == [
+        ("empty", None, "bad_image:empty"),
+        ("dark", DARK_SCORE, None),
+        ("blank-url", None, "bad_image:empty"),
+    ]
+    files = [("files", ("empty.jpg", b"", "image/jpeg")), ("files", ("d.png", DARK, "image/png"))]
+    rows = http.post("/v1/score/upload", files=files).json()["results"]
+    assert [(x["id"], x["error"]) for x in rows] == [
+        ("empty.jpg", "bad_image:empty"),
+        ("d.png", None),
+    ]
+
+
 def test_an_image_the_model_refuses_changes_no_other_request(http):
     strip = png_bytes(image("bright", width=4000, height=10))  # a banner: 400x wider than high
 
