@@ -6,7 +6,7 @@ row and says how many were scored and how many failed; it wraps long names outsi
 extension; it loads nothing from anywhere but the server.
 
 Without /usr/bin/chromium these tests fail (they do not skip): set
-``QPONDER_SKIP_BROWSER=1`` to skip it knowingly on a machine without a browser.
+``QPONDER_SKIP_BROWSER=1`` to skip them knowingly on a machine without a browser.
 """
 
 from __future__ import annotations
