@@ -2,10 +2,13 @@
 
 :class:`ScoreClient` sends images to a server and returns one :class:`ServedScore` per
 image, in order: PIL images travel as PNG (lossless), encoded files (``bytes``, or a local
-path that the *client* reads) as they are. Large lists are split into requests of
-``batch_size`` images, sent ``concurrency`` at a time; a busy server (503, honouring
-``Retry-After``), a 502/504 and connection errors are retried with backoff, a request that
-can never succeed (4xx) is not.
+path that the *client* reads) as they are. Large lists are split into requests of at most
+``batch_size`` images that also keep within the limits the server publishes in
+``/v1/models`` (``max_images``, and ``max_body_bytes`` for the body, base64 and JSON
+included, worked out before anything is sent); an image that alone is over the body limit
+gets a ``too_large`` row instead of failing the others. Requests go ``concurrency`` at a
+time; a busy server (503, honouring ``Retry-After``), a 502/504 and connection errors are
+retried with backoff, a request that can never succeed (4xx) is not.
 
 :func:`reward_fn` turns a batch of generated images, PIL images or a ``[B, 3, H, W]``
 tensor in [0, 1] (or uint8), into a list of floats for a diffusion RL trainer (Flow-GRPO,
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
 import os
 import random
@@ -43,6 +47,15 @@ from qponder.errors import QponderError
 # Statuses worth another try: busy (503), and a proxy in front that lost the server.
 RETRY_STATUSES = frozenset({502, 503, 504})
 _MAX_BACKOFF_S = 30.0
+
+# The error of an image that alone makes a request larger than the server takes.
+TOO_LARGE = "too_large"
+# The client writes each request body itself, so that its size is known before any base64
+# is written: one item per image (``data`` is the file's base64, 4 bytes per 3), joined by
+# the separator inside the envelope; every part but ``data`` is ASCII (``json.dumps``), so
+# characters and bytes are the same count.
+_ITEM = '{{"id": {id}, "data": "{data}"}}'
+_SEPARATOR = ", "
 
 
 class ServeError(QponderError):
@@ -116,6 +129,92 @@ def encode_image(image: Any) -> bytes:
     )
 
 
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one request to a server may hold, as it publishes in ``/v1/models``.
+
+    Attributes:
+        max_images: Most images in one request (``qponder serve --max-images``).
+        max_body_bytes: Largest request body in bytes (``qponder serve --max-body-mb``).
+    """
+
+    max_images: int
+    max_body_bytes: int
+
+
+def _item_bytes(image_id: str, n_bytes: int) -> int:
+    """The size in the body of an image of ``n_bytes`` bytes (its base64 and JSON)."""
+    return len(_ITEM.format(id=json.dumps(image_id), data="")) + 4 * ((n_bytes + 2) // 3)
+
+
+def _body(items: Sequence[str], samples: int | None) -> str:
+    """A ``POST /v1/score`` body around ready-made items (see ``_ITEM``)."""
+    extra = "" if samples is None else f', "samples": {int(samples)}'
+    return '{"images": [' + _SEPARATOR.join(items) + "]" + extra + "}"
+
+
+def split_requests(
+    sizes: Sequence[int], *, max_count: int, max_bytes: int, envelope: int
+) -> tuple[list[list[int]], list[int]]:
+    """Group items, in order, into requests of at most ``max_count`` items whose bodies
+    (``envelope`` plus the items, separated) are at most ``max_bytes``.
+
+    Args:
+        sizes: Each item's size in the body.
+        max_count: Most items per request.
+        max_bytes: Largest body.
+        envelope: The size of a body without items.
+
+    Returns:
+        The requests (the indices of their items, in order), and the indices of the items
+        that are over ``max_bytes`` in a request of their own (sent in none).
+
+    Example:
+        >>> split_requests([40, 40, 40, 200, 10], max_count=4, max_bytes=100, envelope=10)
+        ([[0, 1], [2, 4]], [3])
+    """
+    requests: list[list[int]] = []
+    alone: list[int] = []
+    current: list[int] = []
+    used = envelope
+    for k, size in enumerate(sizes):
+        if envelope + size > max_bytes:
+            alone.append(k)
+            continue
+        grown = used + size + (len(_SEPARATOR) if current else 0)
+        if current and (len(current) == max_count or grown > max_bytes):
+            requests.append(current)
+            current, grown = [], envelope + size
+        current.append(k)
+        used = grown
+    if current:
+        requests.append(current)
+    return requests, alone
+
+
+def _too_large(image_id: str, size: int, limit: int) -> ServedScore:
+    """The row of an image whose request alone would be ``size`` bytes, over ``limit``."""
+    return ServedScore(
+        id=image_id,
+        score=None,
+        error=f"{TOO_LARGE}: {size} bytes as a request (base64 and JSON), over the server's "
+        f"limit of {limit} bytes (qponder serve --max-body-mb)",
+    )
+
+
+def _sendable(image: Any) -> bytes | Path:
+    """What travels for ``image``: the bytes of its file (a PIL image encoded as PNG now,
+    so that its size is known), or a local path, read only when its request is sent (a
+    long list of paths is never in memory all at once)."""
+    if isinstance(image, (str, os.PathLike)):
+        return Path(image)
+    return encode_image(image)
+
+
+def _file_size(item: bytes | Path) -> int:
+    return item.stat().st_size if isinstance(item, Path) else len(item)
+
+
 class ScoreClient:
     """Score images on a ``qponder serve`` server.
 
@@ -126,7 +225,8 @@ class ScoreClient:
         retries: Further tries of a request after a 502/503/504 or a connection error.
         backoff: First wait between tries in seconds (doubles each time, with jitter; a
             ``Retry-After`` from the server is used instead when it is given).
-        batch_size: Images per request (keep it within the server's ``--max-images``).
+        batch_size: Most images per request (fewer where the server's ``max_images`` or
+            ``max_body_bytes`` says so).
         concurrency: Requests in flight at once for one :meth:`score` call.
         transport: An ``httpx`` transport to use instead of the network (tests).
     """
@@ -160,6 +260,8 @@ class ScoreClient:
         )
         self._rng = random.Random()
         self._rng_lock = threading.Lock()
+        self._limits: ServerLimits | None = None
+        self._limits_lock = threading.Lock()
 
     def __enter__(self) -> ScoreClient:
         return self
@@ -201,6 +303,26 @@ class ScoreClient:
         """The server's ``/v1/models`` body: the served model and the server's limits."""
         return self._request("GET", "/v1/models")
 
+    def limits(self) -> ServerLimits:
+        """The server's limits per request, read from ``/v1/models`` once per client.
+
+        Raises:
+            ServeError: ``/v1/models`` was refused, kept failing, or lacks the limits.
+        """
+        with self._limits_lock:
+            if self._limits is None:
+                try:
+                    (card,) = self.models()["data"]
+                    self._limits = ServerLimits(
+                        int(card["max_images"]), int(card["max_body_bytes"])
+                    )
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise ServeError(
+                        f"{self.base_url}/v1/models does not say the server's limits "
+                        f"(max_images, max_body_bytes): {type(exc).__name__}: {exc}"
+                    ) from None
+            return self._limits
+
     def score(
         self,
         images: Sequence[Any],
@@ -210,44 +332,63 @@ class ScoreClient:
     ) -> list[ServedScore]:
         """Score images: one result per image, in order.
 
+        The images are sent in requests within ``batch_size`` and the server's
+        :meth:`limits`; an image that alone is over the body limit is not sent and gets a
+        result whose ``error`` starts with ``too_large:`` and says the limit.
+
         Args:
             images: PIL images, encoded image files (``bytes``) or local paths.
             samples: Sampled answers per image (the server's default when None).
             ids: One id per image (default: the positions, ``"0"``, ``"1"``, ...).
+
+        Returns:
+            One :class:`ServedScore` per image, in the order given.
 
         Raises:
             ServeError: A request was refused (4xx) or kept failing after the retries.
         """
         if ids is not None and len(ids) != len(images):
             raise ValueError(f"{len(ids)} ids for {len(images)} images")
+        if not len(images):
+            return []
         names = [str(i) for i in ids] if ids is not None else [str(k) for k in range(len(images))]
-        chunks = [
-            (names[k : k + self.batch_size], images[k : k + self.batch_size])
-            for k in range(0, len(images), self.batch_size)
+        limits = self.limits()
+        envelope = len(_body([], samples))
+        results: dict[int, ServedScore] = {}
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            files = list(pool.map(_sendable, images))  # PIL images encoded side by side
+            sizes = [_item_bytes(n, _file_size(f)) for n, f in zip(names, files, strict=True)]
+            requests, alone = split_requests(
+                sizes,
+                max_count=min(self.batch_size, limits.max_images),
+                max_bytes=limits.max_body_bytes,
+                envelope=envelope,
+            )
+            for k in alone:
+                results[k] = _too_large(names[k], envelope + sizes[k], limits.max_body_bytes)
+            answers = pool.map(
+                lambda request: self._send([(names[k], files[k]) for k in request], samples),
+                requests,
+            )
+            for request, rows in zip(requests, answers, strict=True):
+                results.update(zip(request, rows, strict=True))
+        return [results[k] for k in range(len(images))]
+
+    def _send(
+        self, images: list[tuple[str, bytes | Path]], samples: int | None
+    ) -> list[ServedScore]:
+        """One ``POST /v1/score`` of ``(id, file)`` pairs: their rows, in order."""
+        items = [
+            _ITEM.format(id=json.dumps(i), data=base64.b64encode(encode_image(f)).decode("ascii"))
+            for i, f in images
         ]
-
-        def send(chunk: tuple[list[str], Sequence[Any]]) -> list[ServedScore]:
-            chunk_ids, chunk_images = chunk
-            body: dict[str, Any] = {
-                "images": [
-                    {"id": i, "data": base64.b64encode(encode_image(im)).decode("ascii")}
-                    for i, im in zip(chunk_ids, chunk_images, strict=True)
-                ]
-            }
-            if samples is not None:
-                body["samples"] = samples
-            rows = self._request("POST", "/v1/score", json=body)["results"]
-            results = [ServedScore.from_dict(r) for r in rows]
-            if [r.id for r in results] != chunk_ids:
-                raise ServeError("the server answered for other images than it was sent")
-            return results
-
-        if len(chunks) <= 1 or self.concurrency == 1:
-            parts = [send(c) for c in chunks]
-        else:
-            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(chunks))) as pool:
-                parts = list(pool.map(send, chunks))
-        return [r for part in parts for r in part]
+        body = _body(items, samples).encode("ascii")
+        headers = {"Content-Type": "application/json"}
+        rows = self._request("POST", "/v1/score", content=body, headers=headers)["results"]
+        answered = [ServedScore.from_dict(r) for r in rows]
+        if [r.id for r in answered] != [i for i, _ in images]:
+            raise ServeError("the server answered for other images than it was sent")
+        return answered
 
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         """One request, retried on 502/503/504 and connection errors."""

@@ -58,6 +58,20 @@ def png_bytes(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def padded_png(img: Image.Image, size: int) -> bytes:
+    """``img`` as a PNG file of about ``size`` bytes (at least the plain PNG's): a text chunk
+    fills it up, as a phone photo's metadata and detail do, while the pixels stay few (the
+    tiny model scores it quickly)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    plain = png_bytes(img)
+    info = PngInfo()
+    info.add_text("padding", "x" * max(0, size - len(plain) - 20))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
+
+
 def b64(data: bytes) -> str:
     """Base64 text of ``data``."""
     return base64.b64encode(data).decode("ascii")

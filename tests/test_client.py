@@ -1,6 +1,7 @@
 """qponder.client on its own: retries (503 with Retry-After, connection errors) and no retries
-(4xx), batching with order kept, images sent losslessly, tensors turned into images, and
-reward_fn's fallback. The client against the real server is in test_serve.py."""
+(4xx), batching with order kept and within the server's limits, images sent losslessly,
+tensors turned into images, and reward_fn's fallback. The client against the real server is
+in test_serve.py."""
 
 from __future__ import annotations
 
@@ -16,19 +17,48 @@ import pytest
 import torch
 from PIL import Image
 
-from qponder.client import ScoreClient, ServedScore, ServeError, reward_fn, to_pil_images
+from qponder.client import (
+    ScoreClient,
+    ServedScore,
+    ServeError,
+    reward_fn,
+    split_requests,
+    to_pil_images,
+)
+
+# What the real server publishes in /v1/models by default (qponder serve's limits).
+LIMITS = {"max_images": 64, "max_body_bytes": 32 * 1024 * 1024}
+
+
+def _models(limits: dict = LIMITS) -> httpx.Response:
+    """The server's /v1/models answer with ``limits``."""
+    card = {"id": "m", "object": "model", "backend": "hf", **limits, "ready": True}
+    return httpx.Response(200, json={"object": "list", "data": [card]})
+
+
+def with_models(handler, limits: dict = LIMITS):
+    """``handler`` for /v1/score, behind a /v1/models that publishes ``limits``."""
+    return lambda request: _models(limits) if request.url.path == "/v1/models" else handler(request)
 
 
 class FakeServer:
-    """An httpx transport that answers /v1/score like the server: the score of an image is
-    ``1 + mean / 64``; ``script`` gives the first answers (a status or an exception)."""
+    """An httpx transport that answers like the server: ``/v1/models`` with ``limits``,
+    ``/v1/score`` with 413 over them, else with the score ``1 + mean / 64`` of each image;
+    ``script`` gives the first answers of /v1/score (a status or an exception)."""
 
-    def __init__(self, script=()):
+    def __init__(self, script=(), **limits):
         self.script = list(script)
+        self.limits = {**LIMITS, **limits}
         self.requests: list[dict] = []
+        self.sizes: list[int] = []  # of the bodies answered
+        self.models_reads = 0
         self.lock = threading.Lock()
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/models":
+            with self.lock:
+                self.models_reads += 1
+            return _models(self.limits)
         with self.lock:
             step = self.script.pop(0) if self.script else None
         if isinstance(step, Exception):
@@ -37,9 +67,14 @@ class FakeServer:
             return httpx.Response(
                 step, json={"detail": f"scripted {step}"}, headers={"Retry-After": "0"}
             )
+        if len(request.content) > self.limits["max_body_bytes"]:
+            return httpx.Response(413, json={"detail": "request body over the limit"})
         body = json.loads(request.content)
+        if len(body["images"]) > self.limits["max_images"]:
+            return httpx.Response(413, json={"detail": "too many images"})
         with self.lock:
             self.requests.append(body)
+            self.sizes.append(len(request.content))
         rows = []
         for item in body["images"]:
             data = base64.b64decode(item["data"])
@@ -75,6 +110,72 @@ def test_batches_keep_the_order_and_the_ids():
     assert [r.score for r in results] == pytest.approx([1 + 10 * k / 64 for k in range(8)])
 
 
+def _noise_png(side: int, seed: int) -> bytes:
+    """A PNG of noise (PNG cannot shrink it: about ``3 * side**2`` bytes)."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_requests_keep_within_the_servers_limits_and_a_too_large_image_gets_its_row():
+    # photos that fit one by one but not together, and one that fits in no request
+    limit = 40_000
+    server = FakeServer(max_images=3, max_body_bytes=limit)
+    files = [_noise_png(side, seed) for seed, side in enumerate([60, 60, 60, 130, 60, 10, 10, 10])]
+    assert sum(len(f) for f in files) > limit and len(files[3]) * 4 / 3 > limit
+    with _client(server, batch_size=16, concurrency=2) as c:
+        results = c.score(files, samples=2)
+        assert [r.id for r in results] == [str(k) for k in range(8)]
+        big = results[3]
+        assert big.score is None and not big.parse_ok
+        assert big.error.startswith("too_large:") and f"limit of {limit} bytes" in big.error
+        want = [1 + np.asarray(Image.open(io.BytesIO(f))).mean() / 64 for f in files]
+        del want[3]
+        assert [r.score for r in results if r.id != "3"] == pytest.approx(want)
+        # a 60-pixel image is about 14.4 kB as base64: a third one is over the limit, and
+        # 2, 4 and 5 fill max_images
+        sent = sorted([i["id"] for i in body["images"]] for body in server.requests)
+        assert sent == [["0", "1"], ["2", "4", "5"], ["6", "7"]]
+        assert max(server.sizes) <= limit and {b["samples"] for b in server.requests} == {2}
+        c.score(files[:1])
+    assert server.models_reads == 1  # the limits are read once per client
+
+
+@pytest.mark.parametrize(
+    ("sizes", "max_count", "max_bytes", "want"),
+    [
+        ([45, 45], 8, 100, ([[0], [1]], [])),  # 10 + 45 + 2 + 45 = 102: one over
+        ([44, 44], 8, 100, ([[0, 1]], [])),  # exactly the limit fits
+        ([1] * 5, 2, 100, ([[0, 1], [2, 3], [4]], [])),
+        ([91, 90, 91], 8, 100, ([[1]], [0, 2])),
+        ([], 8, 100, ([], [])),
+    ],
+)
+def test_split_requests_packs_in_order_within_count_and_bytes(sizes, max_count, max_bytes, want):
+    assert split_requests(sizes, max_count=max_count, max_bytes=max_bytes, envelope=10) == want
+
+
+def test_a_server_that_does_not_say_its_limits_is_an_error():
+    def no_limits(request):
+        return httpx.Response(200, json={"object": "list", "data": [{"id": "m"}]})
+
+    with (
+        ScoreClient("http://t", transport=httpx.MockTransport(no_limits)) as c,
+        pytest.raises(ServeError, match="max_body_bytes"),
+    ):
+        c.score([_grey(0)])
+
+
+def test_ids_with_quotes_and_accents_travel_as_they_are():
+    server = FakeServer()
+    names = ['say "cheese".png', "Åsa\\façade 東京.jpg"]
+    with _client(server) as c:
+        results = c.score([_grey(0), _grey(64)], ids=names)
+    assert [r.id for r in results] == names
+    assert [i["id"] for i in server.requests[0]["images"]] == names
+
+
 def test_busy_and_dropped_connections_are_retried():
     server = FakeServer([503, httpx.ConnectError("refused"), 502, httpx.RemoteProtocolError("x")])
     with _client(server) as c:
@@ -103,7 +204,7 @@ def test_a_server_that_answers_for_other_images_is_caught():
     def wrong(request):
         return httpx.Response(200, json={"results": [{"id": "someone-else", "score": 3}]})
 
-    transport = httpx.MockTransport(wrong)
+    transport = httpx.MockTransport(with_models(wrong))
     with (
         ScoreClient("http://t", transport=transport) as c,
         pytest.raises(ServeError, match="other"),
@@ -167,7 +268,7 @@ def test_reward_fn_gives_one_float_per_image_and_the_fallback_for_failures():
         ]  # fmt: skip
         return httpx.Response(200, json={"results": rows})
 
-    c = ScoreClient("http://t", transport=httpx.MockTransport(answers))
+    c = ScoreClient("http://t", transport=httpx.MockTransport(with_models(answers)))
     batch = torch.rand(2, 3, 4, 4)
     rewards = reward_fn(batch, c)
     assert rewards[0] == 4.0 and math.isnan(rewards[1])

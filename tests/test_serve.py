@@ -19,6 +19,7 @@ from serve_support import (
     bomb_png,
     free_port,
     image,
+    padded_png,
     png_bytes,
     random_model,
     start_server,
@@ -113,6 +114,30 @@ def test_score_answers_every_image_in_order_with_bad_images_as_rows(http):
     assert rows["truncated"]["error"] == "bad_image:truncated"
     for name in ("text", "bomb", "truncated"):
         assert rows[name]["score"] is None and rows[name]["parse"] == {"ok": False, "reason": None}
+
+
+def test_an_empty_file_gets_its_row_and_the_others_are_scored(http):
+    # as in qponder score and the upload route: a 0-byte file is a bad image, not a bad request
+    body = {
+        "images": [
+            _item("empty", b""),
+            _item("dark", DARK),
+            {"id": "blank-url", "data": "data:image/png;base64,"},
+        ]
+    }
+    r = http.post("/v1/score", json=body)
+    assert r.status_code == 200, r.text
+    assert [(x["id"], x["score"], x["error"]) for x in r.json()["results"]] == [
+        ("empty", None, "bad_image:empty"),
+        ("dark", DARK_SCORE, None),
+        ("blank-url", None, "bad_image:empty"),
+    ]
+    files = [("files", ("empty.jpg", b"", "image/jpeg")), ("files", ("d.png", DARK, "image/png"))]
+    rows = http.post("/v1/score/upload", files=files).json()["results"]
+    assert [(x["id"], x["error"]) for x in rows] == [
+        ("empty.jpg", "bad_image:empty"),
+        ("d.png", None),
+    ]
 
 
 def test_an_image_the_model_refuses_changes_no_other_request(http):
@@ -255,6 +280,27 @@ def test_the_client_scores_pil_images_bytes_and_paths_with_retries(server, tmp_p
     ):
         c.score([DARK])
     assert exc.value.status == 401
+
+
+def test_the_client_keeps_within_the_servers_limits_and_no_image_is_lost(server):
+    # like phone photos: each fits the server's 1 MB as base64, two or three together do not,
+    # one fits in no request; and more images than --max-images, with an empty file among them
+    photos = [
+        padded_png(image(kind, seed=30 + k), 300_000)
+        for k, kind in enumerate(["dark", "bright"] * 3)
+    ]
+    huge = padded_png(image("bright", seed=40), 900_000)  # 1.2 MB as base64
+    images = [*photos[:3], huge, *photos[3:], b"", DARK, BRIGHT]
+    assert len(images) > MAX_IMAGES and sum(map(len, images)) > 1024 * 1024
+    with ScoreClient(server.url, api_key=KEY, batch_size=16, backoff=0.05) as c:
+        results = c.score(images)
+    assert [r.id for r in results] == [str(k) for k in range(len(images))]
+    d, b = DARK_SCORE, BRIGHT_SCORE
+    assert [r.score for r in results] == [d, b, d, None, b, d, b, None, d, b]
+    too_large = results[3].error
+    assert too_large.startswith("too_large:") and f"limit of {1024 * 1024} bytes" in too_large
+    assert results[7].error == "bad_image:empty"
+    assert all(r.error is None for k, r in enumerate(results) if k not in (3, 7))
 
 
 def test_reward_fn_turns_a_tensor_batch_into_floats(server):

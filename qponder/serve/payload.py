@@ -5,7 +5,9 @@ The server never opens a path or fetches a URL that a client sends: a ``data`` v
 looks like one (``http://``, ``https://``, ``file:``, any other scheme, ``/etc/...``,
 ``~/...``, ``./...``, ``C:\\...``) is refused before anything else, as is anything that is
 not base64. The bytes are the client's file exactly: nothing is re-encoded, so a lossless
-image stays lossless.
+image stays lossless. An empty ``data`` is an empty file (the base64 of zero bytes), which
+the route answers with its ``bad_image:empty`` row, as ``qponder score`` answers a 0-byte
+file.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def _looks_like_path(text: str) -> bool:
 
 def decode_data(text: str) -> bytes:
     """Return the file bytes held in ``text``: standard or URL-safe base64 (line breaks
-    allowed), or a ``data:`` URL with ``;base64``.
+    allowed), or a ``data:`` URL with ``;base64``. Empty text (or an empty data URL) is an
+    empty file: ``b""``.
 
     Raises:
         PayloadError: A URL, a file path, a data URL without base64, or not base64.
@@ -53,8 +56,6 @@ def decode_data(text: str) -> bytes:
         qponder.serve.payload.PayloadError: a URL: the server never fetches URLs; send the image bytes as base64
     """
     text = text.strip()
-    if not text:
-        raise PayloadError("empty: send the image bytes as base64")
     match = _DATA_URL_RE.match(text)
     if match:
         params = [p.strip().lower() for p in match.group(1).split(";")]
@@ -68,12 +69,9 @@ def decode_data(text: str) -> bytes:
             "a file path: the server never opens paths; send the image bytes as base64"
         )
     try:
-        data = base64.b64decode(text, validate=True)  # the common case, at C speed
+        return base64.b64decode(text, validate=True)  # the common case, at C speed
     except (binascii.Error, ValueError):
-        data = _lenient_b64decode(text)
-    if not data:
-        raise PayloadError("empty: send the image bytes as base64")
-    return data
+        return _lenient_b64decode(text)
 
 
 def _lenient_b64decode(text: str) -> bytes:
