@@ -26,7 +26,8 @@ def _decode_images(batch: dict[str, list]) -> dict[str, list]:
     """``datasets`` transform: image paths to RGB images through qponder's safe loader."""
     from qponder.data import load_image
 
-    return {**batch, "image": [load_image(p) for p in batch["image"]]}
+    # checked whole (damaged JPEG data included) once, by usable_rows, before training
+    return {**batch, "image": [load_image(p, verify_jpeg=False) for p in batch["image"]]}
 
 
 def image_dataset(rows: list[dict[str, Any]]):
