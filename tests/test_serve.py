@@ -4,7 +4,6 @@ every refusal (401, 413, 422, 503), bad-image rows, the metrics, and the CLI's e
 
 from __future__ import annotations
 
-import signal
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
@@ -466,6 +465,6 @@ def test_the_random_model_gives_parse_failures_not_scores(request, tmp_path_fact
     (row,) = r.json()["results"]
     assert row["score"] is None and row["error"] == "no_answer"
     assert row["parse"] == {"ok": False, "reason": "no_answer"}
-    server.stop()  # SIGTERM: a graceful shutdown (uvicorn then re-raises the signal)
-    assert server.proc.returncode in (0, -signal.SIGTERM)
+    server.stop()  # SIGTERM: a graceful shutdown, then a normal exit
+    assert server.proc.returncode == 0
     assert "Application shutdown complete" in server.output()

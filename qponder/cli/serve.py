@@ -52,5 +52,8 @@ def run(args: argparse.Namespace) -> int:
         from qponder.models.checkpoint import check_model_path
 
         check_model_path(args.model)
-    serve(recipe, args.model)
+    try:
+        serve(recipe, args.model)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, re-raised by uvicorn once it has shut down
+        return 0  # gracefully (requests in flight answered): how a server is meant to stop
     return 0
