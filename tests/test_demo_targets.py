@@ -20,6 +20,7 @@ def _summary(srcc: dict, consistency: dict, wall_s: float = 600.0, peak: float =
         "stages": {s: {"srcc": srcc[s], "consistency": consistency.get(s)} for s in STAGES},
         "wall_s": wall_s,
         "peak_rss_gib": peak,
+        "stage_seconds": {"SFT (CoT and answer-only, side by side)": 325.0, "GRPO": 107.0},
     }
 
 
@@ -82,3 +83,18 @@ def test_the_benchmark_reports_each_target_with_its_figure_and_fails_on_a_miss(t
     assert re.search(r"ablation order nocot lt cot le grpo +missed +0\.754 / 0\.807 / 0\.796", out)
     assert "Q-Ponder 0.796 vs Q-Ponder-CI 0.807: within each other's 95% CIs" in out
     assert bench.main([str(tmp_path / "nothing")]) == 2
+
+
+def test_the_benchmark_leaves_time_and_memory_undecided_after_a_resume(tmp_path, capsys):
+    bench = _benchmark()
+    summary = _summary(
+        {"base": None, "sft_nocot": 0.75, "qponder_ci": 0.81, "qponder": 0.82},
+        {"qponder_ci": 0.55, "qponder": 0.35}, wall_s=19.0, peak=0.6,
+    )  # fmt: skip
+    summary["stage_seconds"] = {"SFT (CoT and answer-only, side by side)": 0.0, "GRPO": 0.0}
+    assert bench.main([str(_run_dir(tmp_path, "resumed", summary))]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"wall time at most 15 min +undecided +19 s \(a resume", out)
+    summary["stage_seconds"] = {"SFT (CoT and answer-only, side by side)": 325.0, "GRPO": 107.0}
+    assert bench.main([str(_run_dir(tmp_path, "full", summary))]) == 0
+    assert re.search(r"wall time at most 15 min +met +19 s\n", capsys.readouterr().out)
