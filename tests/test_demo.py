@@ -12,6 +12,7 @@ from scipy.stats import spearmanr
 from qponder.cli import main
 from qponder.config import load_recipe
 from qponder.demo import STAGES
+from qponder.demo.findings import closing_lines
 from qponder.demo.paths import TRAINED_STAGES, DemoPaths
 from qponder.demo.pipeline import consistency_gaps, expected_score_srcc
 from qponder.demo.pretext import pretext_record
@@ -66,10 +67,11 @@ def _files(root: Path, parts: list[str]) -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.slow
-def test_quick_demo_runs_every_stage_learns_and_resumes(tmp_path):
+def test_quick_demo_runs_every_stage_learns_and_resumes(tmp_path, capsys):
     out = tmp_path / "demo"
     paths = DemoPaths(out)
     assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     stages = summary["stages"]
     assert set(stages) == set(STAGES)
@@ -96,6 +98,19 @@ def test_quick_demo_runs_every_stage_learns_and_resumes(tmp_path):
         assert (out / name).is_file(), name
     report = (out / "report.md").read_text()
     assert "Q-Ponder-CI" in report
+    # the report says what ran and how the stages compare by their CIs; no pass or fail
+    assert "targets" not in summary and "not met" not in report
+    assert [c["stages"] for c in summary["ablation"]] == [["qponder_ci", "sft_nocot"],
+                                                          ["qponder", "qponder_ci"]]  # fmt: skip
+    for c in summary["ablation"]:
+        assert c["relation"] in ("within", "overlap", "apart") and f"{c['verdict']}." in report
+    # the report and the command's output end with the trained model and the warning
+    model_line, warning = closing_lines(summary)
+    assert f"Trained model (Q-Ponder): {paths.model('qponder')}" in model_line
+    assert (paths.model("qponder") / "config.json").is_file()
+    assert summary["training_data"]["photos"] == 0 and "never seen a photograph" in warning
+    assert report.rstrip().endswith(warning)
+    assert printed.rstrip().splitlines()[-2:] == [model_line, warning]
     reward_keys = {k for r in read_jsonl(paths.run("qponder") / "metrics.jsonl") for k in r}
     assert {"rewards/format/mean", "rewards/score/mean", "rewards/consistency/mean"} <= reward_keys
 

@@ -4,7 +4,7 @@ only (:func:`qponder.demo.run_demo`)."""
 from __future__ import annotations
 
 import argparse
-import json
+from pathlib import Path
 
 from qponder.cli.common import add_run_args
 
@@ -30,8 +30,10 @@ def make_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPars
 
 
 def run(args: argparse.Namespace) -> int:
-    """``qponder demo``: run (or resume) the demo, print its stages, targets, time and memory."""
+    """``qponder demo``: run (or resume) the demo; print its test SRCCs, what each stage
+    changed, and last where the trained model is, with a warning about what it has seen."""
     from qponder.demo import run_demo
+    from qponder.demo.report import format_console
 
     summary = run_demo(
         args.out,
@@ -40,9 +42,5 @@ def run(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         progress=not args.no_progress,
     )
-    print(
-        json.dumps(
-            {k: summary[k] for k in ("stages", "targets", "wall_s", "peak_rss_gib")}, indent=2
-        )
-    )
+    print(format_console(summary, Path(args.out) / "report.md"))
     return 0

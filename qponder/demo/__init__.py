@@ -1,4 +1,4 @@
-"""``qponder demo``: the whole Q-Ponder pipeline offline on one CPU, and proof that each stage helps.
+"""``qponder demo``: the whole Q-Ponder pipeline offline on one CPU, each stage run end to end.
 
 The demo builds the tiny offline Qwen2.5-VL (:mod:`qponder.models.tiny`), pretrains its
 vision tower on a self-supervised pretext (:mod:`qponder.demo.pretext`), renders the
@@ -15,7 +15,10 @@ Modules, each importing only those above it:
 - :mod:`~qponder.demo.paths`: the demo directory's layout and the stage names;
 - :mod:`~qponder.demo.recipe`: the demo's recipe, bound to a directory and recorded there;
 - :mod:`~qponder.demo.memory`: peak memory of the demo and its subprocesses;
-- :mod:`~qponder.demo.targets`: the demo's targets and their check;
+- :mod:`~qponder.demo.targets`: the project's targets for a full run and their check
+  (``benchmarks/demo_targets.py``; the demo itself grades nothing);
+- :mod:`~qponder.demo.findings`: what a run shows, from its own figures and CIs (the
+  ablation's verdicts), and what a reader may and may not conclude from it;
 - :mod:`~qponder.demo.pretext`: the vision tower's pretext task (``qponder model
   pretrain-vision``);
 - :mod:`~qponder.demo.worker`: a training stage's subprocess, following a CPU thread count;
@@ -40,6 +43,7 @@ _EXPORTS = {
     "STAGES": "paths",
     "TRAINED_STAGES": "paths",
     "DemoPaths": "paths",
+    "ablation": "findings",
     "consistency_gaps": "pipeline",
     "expected_score_srcc": "pipeline",
     "run_demo": "pipeline",

@@ -1,5 +1,7 @@
-"""The demo's ``report.md`` and its figures: the stage table, the targets, training curves
-(loss, validation SRCC, GRPO reward components) and one scatter plot per stage."""
+"""The demo's ``report.md`` and its figures: what the run demonstrates and what a reader may
+conclude from it, the stage table, training curves (loss, validation SRCC, GRPO reward
+components), one scatter plot per stage, and where the trained model is; and the lines
+``qponder demo`` prints when done."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from matplotlib.figure import Figure
 
 from qponder.config import Recipe
 from qponder.demo.config import demo_settings
+from qponder.demo.findings import STAGE_NAMES, closing_lines, conclusions, stage_changes
 from qponder.demo.paths import STAGE_TITLES, STAGES, TRAINED_STAGES, DemoPaths
 from qponder.demo.supervisor import stage_command
 from qponder.rewards import REWARD_NAMES
@@ -114,19 +117,47 @@ def _num(x: Any, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
-def _verdict(v: bool | None) -> str:
-    return {True: "met", False: "**not met**", None: "n/a"}[v]
+def _demonstrated(summary: dict[str, Any], pretext_steps: int) -> list[str]:
+    """The report's first section: that every stage ran, and what each changed."""
+    n_test = summary["stages"]["base"]["n"]
+    kept = (summary.get("distillation") or {}).get("kept")
+    rows = f" ({kept:,} rows kept)" if kept is not None else ""
+    pretext = f" and its vision pretext ({pretext_steps} steps)" if pretext_steps else ""
+    return [
+        "## What this run demonstrates",
+        "",
+        "Every stage of the Q-Ponder pipeline ran to completion, offline, on this CPU: "
+        f"synthetic data ({summary['training_data']['images']:,} training images), the tiny "
+        f"model{pretext}, distillation from the synthetic teacher{rows}, "
+        "answer-only and CoT SFT, GRPO from the CoT SFT model, the evaluation of four models "
+        f"on {n_test} held-out test images, and the consistency judge. What each stage "
+        "changed, from the table below:",
+        "",
+        *[f"- {line}" for line in stage_changes(summary)],
+        "",
+    ]
 
 
-def format_report(summary: dict[str, Any], titles: dict[str, str], commands: list[str]) -> str:
-    """The Markdown text of ``report.md``."""
+def _conclusions(summary: dict[str, Any]) -> list[str]:
+    """What a reader may and may not conclude from the run."""
+    may, may_not = conclusions(summary)
+    return [
+        "## What you may and may not conclude",
+        "",
+        "You may conclude:",
+        "",
+        *[f"- {line}" for line in may],
+        "",
+        "You may not conclude:",
+        "",
+        *[f"- {line}" for line in may_not],
+        "",
+    ]
+
+
+def _stage_table(summary: dict[str, Any], titles: dict[str, str]) -> list[str]:
+    """The held-out test table, one row per stage, and what its columns mean."""
     lines = [
-        "# qponder demo",
-        "",
-        f"Whole pipeline on the tiny offline Qwen2.5-VL and synthetic data{' (--quick)' if summary.get('quick') else ''}: "
-        f"{summary['wall_s']:.0f} s wall time, peak memory {summary['peak_rss_gib']:.2f} GiB "
-        "(resident memory of the demo and its subprocesses, summed).",
-        "",
         "## Held-out test split",
         "",
         "| stage | SRCC | SRCC 95% CI | PLCC | parse failures | consistency (mean abs gap to judge) "
@@ -152,14 +183,27 @@ def format_report(summary: dict[str, Any], titles: dict[str, str], commands: lis
         "synthetic images' known distortions (docs/evaluation.md); each stage's eval/report.md "
         "has the per-kind table.",
         "",
-        "## Targets",
-        "",
-        "| target | result |",
-        "| --- | --- |",
     ]
-    lines += [f"| {k.replace('_', ' ')} | {_verdict(v)} |" for k, v in summary["targets"].items()]
-    lines += [
+    return lines
+
+
+def format_report(
+    summary: dict[str, Any], titles: dict[str, str], commands: list[str], pretext_steps: int = 0
+) -> str:
+    """The Markdown text of ``report.md``: what the run demonstrates and what not, its
+    table, figures, stage times and commands, and last the trained model and its warning
+    (``pretext_steps``: those of the tiny model's vision pretext, 0 for none)."""
+    quick = " (--quick)" if summary.get("quick") else ""
+    lines = [
+        "# qponder demo",
         "",
+        f"Whole pipeline on the tiny offline Qwen2.5-VL and synthetic data{quick}: "
+        f"{summary['wall_s']:.0f} s wall time, peak memory {summary['peak_rss_gib']:.2f} GiB "
+        "(resident memory of the demo and its subprocesses, summed).",
+        "",
+        *_demonstrated(summary, pretext_steps),
+        *_conclusions(summary),
+        *_stage_table(summary, titles),
         "## Figures",
         "",
         "![scatter](scatter.png)",
@@ -182,7 +226,28 @@ def format_report(summary: dict[str, Any], titles: dict[str, str], commands: lis
         *commands,
         "```",
         "",
+        "## The trained model",
+        "",
+        *[part for line in closing_lines(summary) for part in (line, "")],
     ]
+    return "\n".join(lines)
+
+
+def format_console(summary: dict[str, Any], report: str | os.PathLike) -> str:
+    """What ``qponder demo`` prints when it is done: the test SRCCs, what each stage
+    changed, where the report is, and last the trained model and its warning."""
+    lines = [f"held-out test split, SRCC [95% CI] ({summary['wall_s']:.0f} s, peak "
+             f"{summary['peak_rss_gib']:.2f} GiB):"]  # fmt: skip
+    for stage, s in summary["stages"].items():
+        ci = s.get("srcc_ci95")
+        ci_text = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+        lines.append(
+            f"  {STAGE_NAMES[stage]:<20} {_num(s['srcc'])}{ci_text}"
+            f"  ({s['parse_failures']}/{s['n']} parse failures)"
+        )
+    lines += ["", *[f"- {line}" for line in stage_changes(summary)], ""]
+    lines += [f"Report, with what this run does and does not show: {report}", ""]
+    lines += closing_lines(summary)
     return "\n".join(lines)
 
 
@@ -206,9 +271,16 @@ def write_report(paths: DemoPaths, recipe: Recipe, summary: dict[str, Any]) -> P
             f"--steps {t.pretext_steps} --lr {t.pretext_learning_rate} "
             f"--batch-size {t.pretext_batch_size} --seed {t.seed}",
         )
-    text = format_report(summary, STAGE_TITLES, commands)
+    text = format_report(summary, STAGE_TITLES, commands, t.pretext_steps)
     write_text_atomic(root / "report.md", text)
     return root / "report.md"
 
 
-__all__ = ["format_report", "plot_rewards", "plot_stage_scatters", "plot_training", "write_report"]
+__all__ = [
+    "format_console",
+    "format_report",
+    "plot_rewards",
+    "plot_stage_scatters",
+    "plot_training",
+    "write_report",
+]
